@@ -1,0 +1,179 @@
+"""Keep the paired chapter notebooks in sync with their MyST sources, and executed.
+
+Every chapter is a pair (``chapters/jupytext.toml``): ``NN_slug.md`` is the MyST notebook a
+person edits, ``NN_slug.ipynb`` is generated from it, executed, and committed with its
+outputs so that ``pytest --nbval`` can compare a fresh run against them.
+
+* :func:`sync_chapters` regenerates each ``.ipynb`` from its ``.md`` and executes it in a kernel
+  of the *current* Python environment, in the chapters folder, with the quick profile.
+* :func:`check_chapters` fails when a pair is out of sync (cell sources, types or tags differ),
+  when a code cell was never executed, or when a stored output is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import jupytext
+import nbformat
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+from jupyter_client.manager import KernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+__all__ = ["BookSyncError", "chapter_sources", "check_chapters", "sync_chapters"]
+
+ALLOWED_ERROR_TAG = "raises-exception"
+
+
+class BookSyncError(RuntimeError):
+    """A chapter pair is missing, out of sync, unexecuted, or failed to execute."""
+
+
+class _CurrentEnvironmentKernels(KernelSpecManager):
+    """Every kernel name resolves to an IPython kernel of this very interpreter.
+
+    A ``python3`` kernelspec found on the path may belong to another environment (one without
+    torch); chapters must run against the installed ``bayesnas_book``.
+    """
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        return KernelSpec(
+            argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            display_name="Python 3 (bayesnas-book)",
+            language="python",
+        )
+
+
+def chapter_sources(chapters_dir: Path, names: Sequence[str] | None = None) -> list[Path]:
+    """The MyST notebook sources ``NN_*.md`` in ``chapters_dir``, sorted, optionally filtered.
+
+    Raises:
+        BookSyncError: if the folder does not exist or a requested name matches no chapter.
+    """
+    if not chapters_dir.is_dir():
+        raise BookSyncError(f"chapters folder {chapters_dir} does not exist; run from the repository root")
+    sources = sorted(p for p in chapters_dir.glob("[0-9][0-9]_*.md"))
+    if names:
+        wanted = {Path(n).stem for n in names}
+        unknown = wanted - {p.stem for p in sources}
+        if unknown:
+            valid = ", ".join(p.stem for p in sources)
+            raise BookSyncError(f"no chapter named {', '.join(sorted(unknown))}; chapters are: {valid}")
+        sources = [p for p in sources if p.stem in wanted]
+    return sources
+
+
+def _cell_signature(cell: nbformat.NotebookNode) -> tuple[str, str, tuple[str, ...]]:
+    tags = tuple(cell.get("metadata", {}).get("tags", ()))
+    return cell.cell_type, cell.source.strip(), tags
+
+
+@contextmanager
+def _quick_profile_environment() -> Iterator[None]:
+    """Chapters are stored as executed in the quick profile, whatever the caller's shell says."""
+    saved = {key: os.environ.get(key) for key in ("BAYESNAS_PROFILE", "PYTHONHASHSEED")}
+    os.environ["BAYESNAS_PROFILE"] = "quick"
+    os.environ["PYTHONHASHSEED"] = "0"
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _write_atomically(notebook: nbformat.NotebookNode, path: Path) -> None:
+    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".ipynb.tmp", delete=False, encoding="utf-8")
+    try:
+        with handle:
+            nbformat.write(notebook, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def _execute(notebook: nbformat.NotebookNode, cwd: Path, timeout: int) -> None:
+    kernel_manager = KernelManager(kernel_name="python3", kernel_spec_manager=_CurrentEnvironmentKernels())
+    client = NotebookClient(
+        notebook,
+        km=kernel_manager,
+        timeout=timeout,
+        record_timing=False,
+        resources={"metadata": {"path": str(cwd)}},
+    )
+    client.execute()
+
+
+def sync_chapters(chapters_dir: Path, names: Sequence[str] | None = None, timeout: int = 600) -> list[Path]:
+    """Regenerate and execute ``NN_slug.ipynb`` from each ``NN_slug.md``.
+
+    The notebook is written only after every cell ran, atomically, so a failing chapter leaves
+    the previously committed ``.ipynb`` untouched.
+
+    Args:
+        chapters_dir: the folder holding the pairs (``chapters/``).
+        names: chapter stems to sync (e.g. ``["00_preface"]``); default all.
+        timeout: seconds allowed per cell.
+
+    Returns:
+        The paths of the notebooks written.
+
+    Raises:
+        BookSyncError: naming the chapter and the failing cell's error.
+    """
+    written = []
+    for source in chapter_sources(chapters_dir, names):
+        notebook = jupytext.read(source, fmt="md:myst")
+        with _quick_profile_environment():
+            try:
+                _execute(notebook, chapters_dir, timeout)
+            except CellExecutionError as error:
+                raise BookSyncError(f"{source.name} failed to execute; its .ipynb was left as it was:\n{error}") from None
+        target = source.with_suffix(".ipynb")
+        _write_atomically(notebook, target)
+        written.append(target)
+    return written
+
+
+def _pair_problems(source: Path) -> list[str]:
+    target = source.with_suffix(".ipynb")
+    if not target.exists():
+        return [f"{target.name} is missing: run `bayesnas-book book sync {source.stem}`"]
+    expected = jupytext.read(source, fmt="md:myst")
+    stored = nbformat.read(target, as_version=4)
+    fix = f"run `bayesnas-book book sync {source.stem}`"
+    if [_cell_signature(c) for c in expected.cells] != [_cell_signature(c) for c in stored.cells]:
+        return [f"{target.name} does not match {source.name} (cells differ): {fix}"]
+    problems = []
+    for index, cell in enumerate(stored.cells):
+        if cell.cell_type != "code" or not cell.source.strip():
+            continue
+        if cell.get("execution_count") is None:
+            problems.append(f"{target.name} cell {index} was never executed: {fix}")
+        tags = cell.get("metadata", {}).get("tags", ())
+        errors = [o for o in cell.get("outputs", ()) if o.get("output_type") == "error"]
+        if errors and ALLOWED_ERROR_TAG not in tags:
+            problems.append(f"{target.name} cell {index} stores an error ({errors[0].get('ename')}): {fix}")
+    return problems
+
+
+def check_chapters(chapters_dir: Path, names: Sequence[str] | None = None) -> None:
+    """Check that every chapter pair is in sync and executed.
+
+    Raises:
+        BookSyncError: listing every problem found, each with the command that fixes it.
+    """
+    problems = [p for source in chapter_sources(chapters_dir, names) for p in _pair_problems(source)]
+    if problems:
+        raise BookSyncError("chapter notebooks out of sync:\n" + "\n".join(f"  - {p}" for p in problems))

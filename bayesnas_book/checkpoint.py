@@ -1,0 +1,145 @@
+"""Atomic checkpoints that resume a run exactly.
+
+Layout of a checkpoint file (a ``torch.save`` dict)::
+
+    {
+      "format": "bayesnas-book-checkpoint",  # identifies our files
+      "format_version": 1,
+      "library_version": "0.1.0",
+      "kind": "search" | "train" | "compress",   # what wrote it; resume refuses another kind
+      "config": {...},                          # the run's whole configuration (a dict)
+      "step": {...},                            # where the run is: epoch, round, batch, ...
+      "state": {...},                           # model, optimiser, scheduler, scaler, search state
+      "rng": {"python": ..., "numpy": ..., "torch": ..., "cuda": [...]}
+    }
+
+Writes go to a temporary file in the same folder, are flushed and fsync'ed, then renamed over
+the target with ``os.replace``, so a crash leaves either the old checkpoint or the new one,
+never a partial file (nanoGPT's plain ``torch.save`` to the final path is what not to do).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CheckpointError",
+    "atomic_write_bytes",
+    "capture_rng_state",
+    "load_checkpoint",
+    "restore_rng_state",
+    "save_checkpoint",
+]
+
+FORMAT = "bayesnas-book-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, foreign, or from another kind of run."""
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], writer: Any) -> Path:
+    """Write a file atomically: ``writer(handle)`` fills a temporary file that replaces ``path``.
+
+    Args:
+        path: the destination; its folder must exist.
+        writer: a callable taking a binary file handle.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    handle = tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            writer(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Every random number generator state a run depends on."""
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Undo :func:`capture_rng_state`."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    kind: str,
+    config: dict[str, Any],
+    step: dict[str, Any],
+    state: dict[str, Any],
+) -> Path:
+    """Write a checkpoint atomically (layout in the module docstring), with the RNG states."""
+    from bayesnas_book import __version__
+
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "kind": kind,
+        "config": config,
+        "step": step,
+        "state": state,
+        "rng": capture_rng_state(),
+    }
+    return atomic_write_bytes(path, lambda handle: torch.save(payload, handle))
+
+
+def load_checkpoint(path: str | os.PathLike[str], kind: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` for a run of ``kind``.
+
+    Raises:
+        CheckpointError: if the file is missing, unreadable (truncated, not a torch file), not
+            ours, of a newer format, or written by another kind of run; the message says what
+            to do.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; start a new run without --resume")
+    try:
+        # the checkpoint holds numpy RNG state and plain config dicts, not only tensors
+        payload = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as error:  # torch raises many types for a corrupt file
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({type(error).__name__}: {error}); "
+            "it may be truncated or not a checkpoint: start a new run or pick another file"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} was not written by bayesnas-book (no '{FORMAT}' marker); refusing to resume from it")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {payload['format_version']}, newer than this library reads "
+            f"({FORMAT_VERSION}); upgrade bayesnas-book"
+        )
+    if payload.get("kind") != kind:
+        raise CheckpointError(f"{path} is a {payload.get('kind')!r} checkpoint, not a {kind!r} one; pass the right --out folder")
+    return payload

@@ -1,0 +1,290 @@
+"""Typed, validated run configurations and the two profiles.
+
+One code path runs at two sizes. A *profile* is a TOML file shipped with the package
+(``bayesnas_book/configs/<name>.toml``) that sets the fields of :class:`RunConfig`:
+
+* ``quick``: CPU, seconds to a minute, deterministic; the default in chapters and tests.
+* ``paper``: the published protocol on a GPU.
+
+A configuration is built in layers, each checked against the dataclass schema::
+
+    dataclass defaults  ->  profile file  ->  --config FILE  ->  key=value overrides
+
+Every unknown key, wrongly typed value and out-of-range value is collected and reported at
+once in one :class:`ConfigError`. Chapters pick the profile with the ``BAYESNAS_PROFILE``
+environment variable (:func:`profile_from_env`); the CLI takes ``--profile`` and ``--config``.
+
+Sections are plain dataclasses. A field may carry ``metadata={"choices": (...)}`` or
+``metadata={"check": (predicate, "rule")}``; :func:`validate` applies them recursively, so a
+new section only declares its fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "PROFILES",
+    "ConfigError",
+    "DataConfig",
+    "RunConfig",
+    "apply_overrides",
+    "config_to_dict",
+    "load_config",
+    "profile_from_env",
+    "validate",
+]
+
+PROFILE_ENV_VAR = "BAYESNAS_PROFILE"
+PROFILES = ("quick", "paper")
+DATASETS = ("digits", "cifar10", "mnist", "imagenet")
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """Raised with every problem of a configuration listed, one per line."""
+
+    def __init__(self, problems: Iterable[str], source: str = "configuration") -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid {source}:\n{lines}")
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _non_negative(value: float) -> bool:
+    return value >= 0
+
+
+def _fraction(value: float) -> bool:
+    return 0.0 < value < 1.0
+
+
+def _device_name(value: str) -> bool:
+    if value in ("auto", "cpu", "cuda", "mps"):
+        return True
+    prefix, _, index = value.partition(":")
+    return prefix == "cuda" and index.isdigit()
+
+
+@dataclass
+class DataConfig:
+    """Which dataset a run reads and how it is batched."""
+
+    # dataset: one of DATASETS; "digits" ships inside scikit-learn and needs no download
+    dataset: str = field(default="digits", metadata={"choices": DATASETS})
+    # root: folder holding the datasets; "" means $BAYESNAS_DATA or ~/.cache/bayesnas-book/datasets
+    root: str = ""
+    # batch_size: images per optimiser step
+    batch_size: int = field(default=64, metadata={"check": (_positive, "must be > 0")})
+    # num_workers: DataLoader worker processes (0 loads in the main process, reproducible)
+    num_workers: int = field(default=0, metadata={"check": (_non_negative, "must be >= 0")})
+    # validation_fraction: share of the training images held out, disjoint from the rest
+    validation_fraction: float = field(
+        default=0.2, metadata={"check": (_fraction, "must be strictly between 0 and 1")}
+    )
+
+
+@dataclass
+class RunConfig:
+    """The whole configuration of one run; later chapters add sections here."""
+
+    # profile: the profile file these values started from ("quick" or "paper")
+    profile: str = field(default="quick", metadata={"choices": PROFILES})
+    # seed: seeds python, numpy and torch (see bayesnas_book.seeding)
+    seed: int = field(default=0, metadata={"check": (_non_negative, "must be >= 0")})
+    # device: "auto" picks cuda when present, else cpu; or "cpu", "cuda", "cuda:N", "mps"
+    device: str = field(
+        default="auto", metadata={"check": (_device_name, "must be auto, cpu, cuda, cuda:N or mps")}
+    )
+    # deterministic: torch.use_deterministic_algorithms; on in the quick profile
+    deterministic: bool = True
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
+    """Return ``value`` as type ``tp`` or record why it cannot be."""
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        problems.append(f"`{key}` must be true or false, got {value!r}")
+        return None
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        problems.append(f"`{key}` must be an integer, got {value!r}")
+        return None
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        problems.append(f"`{key}` must be a number, got {value!r}")
+        return None
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        problems.append(f"`{key}` must be a string, got {value!r}")
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (tuple, list):
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        if not isinstance(value, (list, tuple)):
+            problems.append(f"`{key}` must be a list, got {value!r}")
+            return None
+        items = [_coerce(v, item_tp, f"{key}[{i}]", problems) for i, v in enumerate(value)]
+        return origin(items)
+    return value
+
+
+def _merge(section: Any, values: Mapping[str, Any], prefix: str, problems: list[str]) -> None:
+    """Write ``values`` into the dataclass instance ``section`` in place, recording problems."""
+    types = _field_types(type(section))
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if key not in types:
+            valid = ", ".join(f"{prefix}{k}" for k in types)
+            problems.append(f"unknown key `{dotted}`; valid keys here: {valid}")
+            continue
+        tp = types[key]
+        if _is_section(tp):
+            if not isinstance(value, Mapping):
+                problems.append(f"`{dotted}` is a section; give it as a table, got {value!r}")
+                continue
+            _merge(getattr(section, key), value, f"{dotted}.", problems)
+            continue
+        coerced = _coerce(value, tp, dotted, problems)
+        if coerced is not None:
+            setattr(section, key, coerced)
+
+
+def validate(config: Any, prefix: str = "") -> list[str]:
+    """Return every rule that ``config`` (a dataclass tree) breaks, as readable sentences."""
+    problems: list[str] = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        dotted = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            problems += validate(value, f"{dotted}.")
+            continue
+        choices = f.metadata.get("choices")
+        if choices is not None and value not in choices:
+            problems.append(f"`{dotted}` must be one of {', '.join(choices)}; got {value!r}")
+        check: tuple[Callable[[Any], bool], str] | None = f.metadata.get("check")
+        if check is not None and not check[0](value):
+            problems.append(f"`{dotted}` {check[1]}, got {value!r}")
+    return problems
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError([f"override {text!r} must look like key=value, e.g. data.batch_size=32"])
+    key, raw = (part.strip() for part in text.split("=", 1))
+    try:  # TOML literal syntax: 32, 0.1, true, "name", [1, 2]
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word is a string
+    return key.split("."), value
+
+
+def apply_overrides(config: RunConfig, overrides: Iterable[str]) -> list[str]:
+    """Apply ``key=value`` strings (dotted keys, TOML values) in place; return the problems."""
+    problems: list[str] = []
+    for text in overrides:
+        try:
+            path, value = _parse_override(text)
+        except ConfigError as error:
+            problems += error.problems
+            continue
+        nested: Any = value
+        for part in reversed(path):
+            nested = {part: nested}
+        _merge(config, nested, "", problems)
+    return problems
+
+
+def _read_toml(path: Path, source: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError([f"file {path} does not exist"], source) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError([f"{path} is not valid TOML: {error}"], source) from None
+
+
+def profile_path(name: str) -> Path:
+    """Path of the shipped TOML file for profile ``name``."""
+    if name not in PROFILES:
+        raise ConfigError([f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}"])
+    return Path(str(resources.files("bayesnas_book") / "configs" / f"{name}.toml"))
+
+
+def profile_from_env(default: str = "quick") -> str:
+    """The profile a chapter runs: ``$BAYESNAS_PROFILE`` when set, else ``default``."""
+    name = os.environ.get(PROFILE_ENV_VAR, default).strip() or default
+    if name not in PROFILES:
+        raise ConfigError(
+            [f"{PROFILE_ENV_VAR}={name!r} is not a profile; set it to one of {', '.join(PROFILES)}"]
+        )
+    return name
+
+
+def load_config(
+    profile: str | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: Iterable[str] = (),
+) -> RunConfig:
+    """Build and validate a :class:`RunConfig`.
+
+    Args:
+        profile: ``"quick"`` or ``"paper"``; ``None`` reads ``$BAYESNAS_PROFILE`` (default quick).
+        config_file: optional TOML file applied on top of the profile.
+        overrides: ``key=value`` strings applied last, e.g. ``["data.batch_size=32"]``.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: listing every unknown key, type mismatch and out-of-range value at once.
+    """
+    name = profile if profile is not None else profile_from_env()
+    config = RunConfig()
+    problems: list[str] = []
+    _merge(config, _read_toml(profile_path(name), f"profile {name!r}"), "", problems)
+    config.profile = name
+    if config_file is not None:
+        _merge(config, _read_toml(Path(config_file), f"config file {config_file}"), "", problems)
+    problems += apply_overrides(config, overrides)
+    problems += validate(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready nested dict of a dataclass config (for checkpoints and provenance)."""
+    return dataclasses.asdict(config)

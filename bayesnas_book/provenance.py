@@ -1,0 +1,71 @@
+"""Provenance records: what produced a result, so a chapter can show it honestly.
+
+Every command that writes results also writes ``provenance.json``: the exact command line, the
+configuration, the git commit of the code (and whether the tree had uncommitted changes), the
+device, the library versions, the start date and the wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bayesnas_book.checkpoint import atomic_write_bytes
+from bayesnas_book.device import describe_device
+
+__all__ = ["git_commit", "provenance_record", "write_json"]
+
+
+def git_commit(folder: str | Path | None = None) -> dict[str, Any]:
+    """The commit of the source tree holding this package: ``{"commit": sha|None, "dirty": bool|None}``."""
+    folder = Path(folder) if folder is not None else Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=folder, capture_output=True, text=True, check=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": sha, "dirty": bool(status.strip())}
+
+
+def provenance_record(config: dict[str, Any], device: torch.device, started: float, argv: list[str] | None = None) -> dict[str, Any]:
+    """A JSON-ready provenance dict.
+
+    Args:
+        config: the run's whole configuration.
+        device: where it ran.
+        started: ``time.time()`` at the start of the run.
+        argv: the command line (default ``sys.argv``).
+    """
+    from bayesnas_book import __version__
+
+    import numpy
+
+    return {
+        "command": " ".join(argv if argv is not None else ["bayesnas-book", *sys.argv[1:]]),
+        "config": config,
+        "git": git_commit(),
+        "device": describe_device(device),
+        "versions": {
+            "bayesnas_book": __version__,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": numpy.__version__,
+            "cuda": torch.version.cuda,
+        },
+        "started": datetime.fromtimestamp(started, tz=timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": round(time.time() - started, 3),
+    }
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    text = json.dumps(data, indent=1, sort_keys=False, default=str).encode("utf-8")
+    return atomic_write_bytes(path, lambda handle: handle.write(text))
