@@ -4,6 +4,7 @@ Subcommands (each a thin layer over a library function; errors are printed as on
 message with exit status 2, never a traceback):
 
 * ``bayesnas-book info``: library version, device, profile and the resolved configuration
+* ``bayesnas-book search``: BayesNAS Algorithm 1; writes the genotype, its drawing, the history
 * ``bayesnas-book data NAME``: prepare or check a dataset (download where the network allows)
 * ``bayesnas-book book sync [--check]``: regenerate and execute the chapter notebooks
 """
@@ -66,6 +67,29 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_search(args: argparse.Namespace) -> int:
+    from bayesnas_book.bayes.pruning import PruningError
+    from bayesnas_book.data import DatasetError
+    from bayesnas_book.search import SearchError, run_search
+
+    overrides = list(args.overrides)
+    for flag, key in (("dataset", "data.dataset"), ("lambda_o", "search.lambda_o"), ("lambda_c", "search.lambda_c"),
+                      ("rounds", "search.rounds"), ("seed", "seed"), ("space", "search.space")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
+    config = load_config(args.profile, args.config, overrides)
+    out = Path(args.out) if args.out else Path("runs") / f"search-{config.profile}-{config.data.dataset}-seed{config.seed}"
+    try:
+        result = run_search(config, out=out, resume=args.resume, progress=not args.no_progress)
+    except (SearchError, DatasetError, PruningError) as error:
+        raise UserError(str(error)) from None
+    print(result.genotype.describe())
+    print(f"magnitude rule on the same switches (the paper's RQ2 baseline):\n{result.magnitude_genotype.describe()}")
+    print(f"wrote {out}/genotype.json, genotype_magnitude.json, cells.png, history.json, metrics.jsonl, provenance.json")
+    return 0
+
+
 def _cmd_book(args: argparse.Namespace) -> int:
     from bayesnas_book.book import BookSyncError, check_chapters, sync_chapters
 
@@ -101,6 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--no-download", action="store_true", help="only check what is on disk")
     data.add_argument("--grid", metavar="PNG", default=None, help="also save a grid of sample images")
     data.set_defaults(run=_cmd_data)
+
+    search = commands.add_parser("search", help="run the BayesNAS search (Algorithm 1) and draw the found cells")
+    _add_config_arguments(search)
+    search.add_argument("--dataset", choices=("digits", "cifar10", "mnist"), default=None, help="overrides data.dataset")
+    search.add_argument("--space", choices=("bayesnas", "darts"), default=None, help="overrides search.space")
+    search.add_argument("--lambda-o", type=float, default=None, help="parent (edge) penalty lambda_o (paper: 0.01, 0.007, 0.005)")
+    search.add_argument("--lambda-c", type=float, default=None, help="child (op) penalty lambda_c")
+    search.add_argument("--rounds", type=int, default=None, help="train-and-update rounds T")
+    search.add_argument("--seed", type=int, default=None, help="overrides seed")
+    search.add_argument("--out", default=None, help="output folder (default runs/search-PROFILE-DATASET-seedN)")
+    search.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
+    search.add_argument("--no-progress", action="store_true", help="no progress bars")
+    search.set_defaults(run=_cmd_search)
 
     book = commands.add_parser("book", help="keep the paired chapter notebooks in sync")
     book_commands = book.add_subparsers(dest="book_command", required=True, metavar="ACTION")

@@ -41,6 +41,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "RunConfig",
+    "SearchConfig",
     "apply_overrides",
     "config_to_dict",
     "load_config",
@@ -101,6 +102,57 @@ class DataConfig:
     )
 
 
+def _entropy_threshold_default() -> float:
+    import math
+
+    return 1.0 / (2.0 * math.pi * math.e)
+
+
+def _layout(value: str) -> bool:
+    return bool(value) and not set(value) - {"N", "R"}
+
+
+@dataclass
+class SearchConfig:
+    """Algorithm 1 (PAPER.md sections 1-6): the supernet, the schedule, the priors, the pruning."""
+
+    # space: "bayesnas" (8 edges per cell, the paper) or "darts" (14 edges)
+    space: str = field(default="bayesnas", metadata={"choices": ("bayesnas", "darts")})
+    # channels: C of the first stage (paper 36); layout: N normal / R reduction cells (paper NNRNNRNN)
+    channels: int = field(default=36, metadata={"check": (_positive, "must be > 0")})
+    layout: str = field(default="NNRNNRNN", metadata={"check": (_layout, "must be a non-empty string of N and R")})
+    stem_multiplier: int = field(default=3, metadata={"check": (_positive, "must be > 0")})
+    # warmup_epochs: weights only, on the warm-up split, before the first round (paper 1)
+    warmup_epochs: int = field(default=1, metadata={"check": (_non_negative, "must be >= 0")})
+    # switch_epochs: weights and switches with the reweighted penalty, per round (paper 1)
+    switch_epochs: int = field(default=1, metadata={"check": (_positive, "must be > 0")})
+    # rounds: T, train-and-update rounds (paper 1; an unofficial fork loops)
+    rounds: int = field(default=1, metadata={"check": (_positive, "must be > 0")})
+    # warmup_fraction: share of the search-training images in the warm-up split (paper 5k of 50k),
+    # disjoint from the switch split (the official two splits overlap)
+    warmup_fraction: float = field(default=0.1, metadata={"check": (_fraction, "must be strictly between 0 and 1")})
+    # lambda_o: lambda_w^o of the paper, the parent (edge) penalty strength (0.01 / 0.007 / 0.005)
+    lambda_o: float = field(default=0.01, metadata={"check": (_positive, "must be > 0")})
+    # lambda_c: the child (op) penalty strength; undocumented in the paper
+    lambda_c: float = field(default=0.01, metadata={"check": (_positive, "must be > 0")})
+    # lr: SGD learning rate at reference_batch_size; scaled linearly with data.batch_size
+    lr: float = field(default=0.1, metadata={"check": (_positive, "must be > 0")})
+    reference_batch_size: int = field(default=18, metadata={"check": (_positive, "must be > 0")})
+    momentum: float = field(default=0.9, metadata={"check": (_non_negative, "must be >= 0")})
+    # weight_decay: on the network weights only, never on the switches
+    weight_decay: float = field(default=1e-4, metadata={"check": (_non_negative, "must be >= 0")})
+    # curvature_method: recursion (the paper's fast Hessian), exact_ggn or mc_ggn
+    curvature_method: str = field(default="recursion", metadata={"choices": ("recursion", "exact_ggn", "mc_ggn")})
+    # curvature_batches: batches of the switch split the curvature is averaged over
+    curvature_batches: int = field(default=10, metadata={"check": (_positive, "must be > 0")})
+    # prune_threshold: prune where gamma <= threshold; default 1/(2 pi e): entropy of N(0, gamma) <= 0
+    prune_threshold: float = field(default_factory=_entropy_threshold_default, metadata={"check": (_positive, "must be > 0")})
+    # cutout: side of the cutout square in pixels (paper 16); 0 disables it
+    cutout: int = field(default=16, metadata={"check": (_non_negative, "must be >= 0")})
+    # max_batches_per_epoch: 0 = whole split; a positive number caps every epoch (smoke runs)
+    max_batches_per_epoch: int = field(default=0, metadata={"check": (_non_negative, "must be >= 0")})
+
+
 @dataclass
 class RunConfig:
     """The whole configuration of one run; later chapters add sections here."""
@@ -116,6 +168,7 @@ class RunConfig:
     # deterministic: torch.use_deterministic_algorithms; on in the quick profile
     deterministic: bool = True
     data: DataConfig = field(default_factory=DataConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
 
 def _is_section(tp: Any) -> bool:

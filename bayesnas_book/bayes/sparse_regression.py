@@ -30,9 +30,10 @@ Every method returns an estimate ``w_hat`` and a selected support; we report pre
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -125,9 +126,7 @@ def planted_regression(
     n_features = _check_int(n_features, "n_features", 1)
     n_nonzero = _check_int(n_nonzero, "n_nonzero", 0)
     if n_nonzero > n_features:
-        raise ValueError(
-            f"`n_nonzero` must be <= n_features = {n_features}, got {n_nonzero}"
-        )
+        raise ValueError(f"`n_nonzero` must be <= n_features = {n_features}, got {n_nonzero}")
     noise_std = _check_nonneg(noise_std, "noise_std")
     seed = _check_int(seed, "seed", 0)
     if not (isinstance(correlation, (int, float)) and 0 <= correlation < 1):
@@ -159,7 +158,9 @@ def _index_set(support: Any, name: str) -> set[int]:
     if tensor.dtype == torch.bool:
         return set(torch.nonzero(tensor).flatten().tolist())
     if tensor.is_floating_point() or tensor.is_complex():
-        raise TypeError(f"`{name}` must be a bool mask or integer indices, got dtype {tensor.dtype}")
+        raise TypeError(
+            f"`{name}` must be a bool mask or integer indices, got dtype {tensor.dtype}"
+        )
     if (tensor < 0).any():
         raise ValueError(f"`{name}` indices must be >= 0, got {int(tensor.min())}")
     return set(tensor.tolist())
@@ -221,7 +222,9 @@ def lasso_cv(design: Any, targets: Any, *, cv: int = 5, seed: int = 0) -> torch.
     return torch.as_tensor(model.coef_, dtype=torch.float64)
 
 
-def magnitude_threshold(design: Any, targets: Any, n_keep: int, *, ridge: float = 1.0) -> torch.Tensor:
+def magnitude_threshold(
+    design: Any, targets: Any, n_keep: int, *, ridge: float = 1.0
+) -> torch.Tensor:
     """Ridge regression, then keep the ``n_keep`` coefficients of largest magnitude.
 
     ``w = (Phi^T Phi + ridge I)^{-1} Phi^T y`` (``ridge = 0``: least squares, minimum norm when
@@ -340,6 +343,12 @@ def compare_sparse_methods(
     Returns:
         A list of :class:`SparseRecord`, ordered by noise level, seed, then method.
 
+    .. note::
+       The matrices here are at most a few hundred wide, too small for intra-op threads: the
+       comparison runs with ``torch.set_num_threads(1)`` (restored afterwards). On a busy
+       2-core machine this made it about 10 times faster (measured 2.6 s CPU instead of 20 s
+       for 3 noise levels x 5 seeds at n=100, d=80).
+
     Raises:
         ValueError: on an unknown method, an empty list, a non-positive noise level or
             ``variance_threshold``, or invalid problem sizes.
@@ -360,6 +369,40 @@ def compare_sparse_methods(
             raise ValueError(f"`noise_levels` must be numbers > 0, got {noise!r}")
     if not (isinstance(variance_threshold, (int, float)) and variance_threshold > 0):
         raise ValueError(f"`variance_threshold` must be > 0, got {variance_threshold!r}")
+    with _torch_threads(1):
+        return _compare(
+            noise_levels,
+            seeds,
+            methods,
+            (n_samples, n_features, n_nonzero),
+            correlated,
+            variance_threshold,
+            ridge,
+        )
+
+
+@contextlib.contextmanager
+def _torch_threads(n_threads: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n_threads)``, restoring the old count after."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _compare(
+    noise_levels: list[float],
+    seeds: list[int],
+    methods: list[str],
+    sizes: tuple[int, int, int],
+    correlated: bool,
+    variance_threshold: float,
+    ridge: float,
+) -> list[SparseRecord]:
+    """The loop of :func:`compare_sparse_methods` (arguments already checked)."""
+    n_samples, n_features, n_nonzero = sizes
     records = []
     for noise in noise_levels:
         for seed in seeds:

@@ -1,0 +1,432 @@
+r"""BayesNAS Algorithm 1, end to end and resumable.
+
+Zhou, Yang, Wang, Pan, "BayesNAS", ICML 2019; PAPER.md sections 2-6. With switches ``s`` on a
+supernet, per cell type and ARD group ``g`` (one (edge, switch kind), shared by the cells of
+that type):
+
+1. warm-up: ``warmup_epochs`` on the weights only (switches fixed at 1), warm-up split;
+2. for each round ``t = 1..T``:
+
+   a. ``switch_epochs`` on weights and switches, switch split, minimising
+      ``mean NLL + sum_g lambda_g omega_g ||s_g||_2`` (``lambda_o`` on parents, ``lambda_c``
+      on children; weight decay on weights only);
+   b. curvature ``H`` of the mean NLL in every switch, averaged over ``curvature_batches``;
+   c. the Laplace update (:func:`bayesnas_book.bayes.laplace.laplace_update`)::
+
+        C = (1/gamma + H/lambda)^-1,   omega = sqrt(sum_cells |1/gamma - C/gamma^2|),
+        gamma = ||s_g|| / omega,       then the HARD coupling of each child to its parent;
+
+   d. the entropy rule (prune where ``gamma <= 1/(2 pi e)``) and the node rule; pruned
+      switches are set to 0 and stay 0 in later rounds;
+3. derive the cells: every surviving (edge, op) pair (:func:`~bayesnas_book.space.derive.derive_cell`),
+   and, from the same switches, the magnitude rule of the paper's RQ2
+   (:func:`~bayesnas_book.space.derive.magnitude_cell`).
+
+The schedule is a list of steps (warm-up epochs, switch epochs, updates); a checkpoint is
+written atomically after every step, so ``--resume`` continues a killed run at the next step and
+ends with the same genotype as an uninterrupted run (on a CPU).
+
+.. note::
+   Departures from the official code, each a fix of a defect listed in PAPER.md: disjoint data
+   splits; a deterministic start ``gamma = omega = 1``; curvature over all classes, averaged
+   over many batches; omega summed over every cell of a type (not the last cell's only).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from bayesnas_book.bayes.laplace import initial_state, laplace_update, penalty_weights, switch_penalty
+from bayesnas_book.bayes.pruning import PruningResult, prune
+from bayesnas_book.checkpoint import CheckpointError, load_checkpoint, restore_rng_state, save_checkpoint
+from bayesnas_book.config import RunConfig, config_to_dict
+from bayesnas_book.curvature.api import switch_curvature
+from bayesnas_book.device import resolve_device
+from bayesnas_book.provenance import provenance_record, write_json
+from bayesnas_book.search_data import SearchData, build_search_data, epoch_loader, take
+from bayesnas_book.seeding import seed_everything
+from bayesnas_book.space.derive import derive_cell, magnitude_cell
+from bayesnas_book.space.genotype import Genotype, save_genotype
+from bayesnas_book.space.supernet import CELL_TYPES, Supernet, SupernetSpec
+
+__all__ = ["SearchError", "SearchResult", "SearchRun", "run_search", "search_schedule"]
+
+CHECKPOINT = "checkpoint.pt"
+# Files a finished or running search writes into its output folder.
+OUTPUTS = ("genotype.json", "genotype_magnitude.json", "cells.png", "history.json", "metrics.jsonl", "provenance.json")
+
+
+class SearchError(RuntimeError):
+    """A search cannot start or resume as asked (the message says why and what to do)."""
+
+
+def search_schedule(config: RunConfig) -> list[dict[str, Any]]:
+    """The steps of Algorithm 1 in order: ``{"phase": "warmup"|"switch"|"update", "round", "epoch"}``."""
+    steps: list[dict[str, Any]] = [{"phase": "warmup", "round": 0, "epoch": e} for e in range(config.search.warmup_epochs)]
+    for r in range(1, config.search.rounds + 1):
+        steps += [{"phase": "switch", "round": r, "epoch": e} for e in range(config.search.switch_epochs)]
+        steps.append({"phase": "update", "round": r, "epoch": None})
+    return steps
+
+
+@dataclass
+class SearchResult:
+    """What a search returns (and writes to its output folder)."""
+
+    genotype: Genotype
+    magnitude_genotype: Genotype
+    pruning: dict[str, PruningResult]
+    history: list[dict[str, Any]]
+    metrics: list[dict[str, Any]]
+    out: Path | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class SearchRun:
+    """The state of one search: supernet, optimiser, priors, history; steps it one at a time.
+
+    Args:
+        config: a validated :class:`~bayesnas_book.config.RunConfig`.
+        data: the splits (default: built from ``config``).
+        progress: show tqdm progress bars.
+    """
+
+    def __init__(self, config: RunConfig, data: SearchData | None = None, progress: bool = False) -> None:
+        self.config = config
+        self.progress = progress
+        seed_everything(config.seed, deterministic=config.deterministic)
+        self.device = resolve_device(config.device)
+        self.data = data if data is not None else build_search_data(config)
+        search = config.search
+        spec = SupernetSpec(
+            in_channels=self.data.in_channels,
+            num_classes=self.data.num_classes,
+            channels=search.channels,
+            layout=search.layout,
+            stem_multiplier=search.stem_multiplier,
+            space=search.space,
+        )
+        self.model = Supernet(spec).to(self.device)
+        missing = [kind for kind in CELL_TYPES if not self.model.cell_indices(kind)]
+        if missing:
+            raise SearchError(f"`search.layout` {search.layout!r} has no {missing[0]} cell; it needs at least one N and one R")
+        self.lr = search.lr * config.data.batch_size / search.reference_batch_size  # linear scaling
+        self.optimizer = torch.optim.SGD(
+            [
+                {"params": self.model.weight_parameters(), "weight_decay": search.weight_decay},
+                {"params": self.model.switch_parameters(), "weight_decay": 0.0},
+            ],
+            lr=self.lr,
+            momentum=search.momentum,
+        )
+        self.gamma: dict[str, torch.Tensor] = {}
+        self.omega: dict[str, torch.Tensor] = {}
+        self.alive: dict[str, torch.Tensor] = {}  # switches not pruned yet, (N, E, 1 + K)
+        for kind in CELL_TYPES:
+            self.gamma[kind], self.omega[kind] = initial_state(self.model.graphs[kind], dtype=torch.float64)
+            self.alive[kind] = torch.ones_like(self.model.switch_values(kind), dtype=torch.bool)
+        self.history: list[dict[str, Any]] = []
+        self.metrics: list[dict[str, Any]] = []
+        self.pruning: dict[str, PruningResult] = {}
+        self.completed = 0  # number of schedule steps done
+        self.timings = {"weight_training_s": 0.0, "switch_training_s": 0.0, "curvature_s": 0.0, "update_s": 0.0}
+
+    # -- training --------------------------------------------------------------------------
+
+    def _penalty(self) -> torch.Tensor:
+        total = torch.zeros((), device=self.device)
+        for kind in CELL_TYPES:
+            weights = penalty_weights(self.omega[kind], self.config.search.lambda_o, self.config.search.lambda_c)
+            total = total + switch_penalty(self.model.switch_values(kind), weights.to(self.device, torch.float32))
+        return total
+
+    @torch.no_grad()
+    def _enforce_pruning(self) -> None:
+        for kind in CELL_TYPES:
+            if not bool(self.alive[kind].all()):
+                values = self.model.switch_values(kind)
+                self.model.load_switch_values(kind, values * self.alive[kind].to(values))
+
+    def _train_epoch(self, step: dict[str, Any], step_index: int) -> dict[str, Any]:
+        search, switches_train = self.config.search, step["phase"] == "switch"
+        dataset = self.data.switch if switches_train else self.data.warmup
+        for p in self.model.switch_parameters():
+            p.requires_grad_(switches_train)
+        self.model.train()
+        loader = epoch_loader(dataset, self.config.data.batch_size, self.config.seed, step_index, num_workers=self.config.data.num_workers)
+        total = len(loader) if not search.max_batches_per_epoch else min(len(loader), search.max_batches_per_epoch)
+        sums = {"loss": 0.0, "penalty": 0.0, "correct": 0, "seen": 0}
+        started = time.perf_counter()
+        bar = tqdm(take(loader, search.max_batches_per_epoch), total=total, disable=not self.progress,
+                   desc=f"{step['phase']} r{step['round']} e{step['epoch']}", leave=False)
+        for x, y in bar:
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y)
+            penalty = self._penalty() if switches_train else torch.zeros((), device=self.device)
+            self.optimizer.zero_grad(set_to_none=True)
+            (loss + penalty).backward()
+            self.optimizer.step()
+            if switches_train:
+                self._enforce_pruning()
+            B = y.shape[0]
+            sums["loss"] += float(loss.detach()) * B
+            sums["penalty"] += float(penalty.detach()) * B
+            sums["correct"] += int((logits.argmax(1) == y).sum())
+            sums["seen"] += B
+            if self.progress:
+                elapsed = time.perf_counter() - started
+                bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.3f}", acc=f"{sums['correct'] / sums['seen']:.3f}",
+                                img_s=f"{sums['seen'] / max(elapsed, 1e-9):.0f}")
+        elapsed = time.perf_counter() - started
+        self.timings["switch_training_s" if switches_train else "weight_training_s"] += elapsed
+        seen = max(sums["seen"], 1)
+        return {
+            "phase": step["phase"], "round": step["round"], "epoch": step["epoch"],
+            "loss": sums["loss"] / seen, "penalty": sums["penalty"] / seen, "accuracy": sums["correct"] / seen,
+            "images": sums["seen"], "seconds": elapsed, "images_per_s": sums["seen"] / max(elapsed, 1e-9),
+            "validation_accuracy": self.evaluate(),
+        }
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Top-1 accuracy of the supernet on the validation split (eval-mode BatchNorm)."""
+        self.model.eval()
+        correct = seen = 0
+        for x, y in epoch_loader(self.data.validation, max(self.config.data.batch_size, 256), 0, 0, shuffle=False):
+            logits = self.model(x.to(self.device))
+            correct += int((logits.argmax(1).cpu() == y).sum())
+            seen += y.shape[0]
+        self.model.train()
+        return correct / max(seen, 1)
+
+    # -- the Bayesian update -----------------------------------------------------------------
+
+    def _ordered_switches(self, kind: str) -> list[nn.Module]:
+        modules = []
+        for i in self.model.cell_indices(kind):
+            for edge in self.model.cells[i].edges:
+                modules.append(edge.parent)
+                modules += [edge.switches[name] for name in edge.op_names]
+        return modules
+
+    def curvature(self, step_index: int) -> dict[str, torch.Tensor]:
+        """Diagonal curvature of the mean NLL in every switch, per cell type ``(N, E, 1 + K)``."""
+        search = self.config.search
+        loader = epoch_loader(self.data.switch, self.config.data.batch_size, self.config.seed, 10_000 + step_index)
+        batches = [(x.to(self.device), y.to(self.device)) for x, y in take(loader, search.curvature_batches)]
+        self.model.train()  # BatchNorm with batch statistics, as in training
+        ordered = {kind: self._ordered_switches(kind) for kind in CELL_TYPES}
+        everything = [m for kind in CELL_TYPES for m in ordered[kind]]
+        estimate = switch_curvature(self.model, batches, method=search.curvature_method, switches=everything)
+        result, start = {}, 0
+        for kind in CELL_TYPES:
+            shape = self.model.switch_values(kind).shape
+            count = shape.numel()
+            result[kind] = estimate.diagonal[start:start + count].reshape(shape)
+            start += count
+        return result
+
+    def update(self, step: dict[str, Any], step_index: int) -> dict[str, Any]:
+        """Steps b-d of Algorithm 1 for every cell type; returns the history record."""
+        search = self.config.search
+        started = time.perf_counter()
+        H = self.curvature(step_index)
+        self.timings["curvature_s"] += time.perf_counter() - started
+        started = time.perf_counter()
+        record: dict[str, Any] = {"round": step["round"]}
+        for kind in CELL_TYPES:
+            switches = self.model.switch_values(kind).detach().to("cpu", torch.float64)
+            result = laplace_update(
+                switches, H[kind], self.gamma[kind], search.lambda_o, search.lambda_c,
+                cell_type=kind, graph=self.model.graphs[kind],
+            )
+            self.gamma[kind], self.omega[kind] = result.gamma, result.omega
+            pruning = prune(self.model.graphs[kind], result.gamma, threshold=search.prune_threshold,
+                            lambda_o=search.lambda_o, lambda_c=search.lambda_c, cell_type=kind)
+            self.pruning[kind] = pruning
+            self.alive[kind] = self.alive[kind] & pruning.keep.unsqueeze(0)
+            record[kind] = {
+                "switches": switches.tolist(),
+                "curvature": H[kind].tolist(),
+                "gamma": result.gamma.tolist(),
+                "omega": result.omega.tolist(),
+                "posterior_variance": result.posterior_variance.tolist(),
+                "kept": pruning.keep.tolist(),
+            }
+        self._enforce_pruning()
+        self.timings["update_s"] += time.perf_counter() - started
+        return record
+
+    # -- driving the schedule -------------------------------------------------------------------
+
+    def run_step(self, step_index: int) -> None:
+        """Run schedule step ``step_index`` (which must be the next one)."""
+        assert step_index == self.completed, "steps run in order"
+        step = search_schedule(self.config)[step_index]
+        if step["phase"] == "update":
+            self.history.append(self.update(step, step_index))
+        else:
+            self.metrics.append(self._train_epoch(step, step_index))
+        self.completed += 1
+
+    def derive(self) -> tuple[Genotype, Genotype]:
+        """The BayesNAS genotype and the magnitude-rule genotype of the same switches."""
+        if not self.pruning:
+            raise SearchError("no architecture update has run yet; derive after at least one round")
+        meta = {"lambda_o": self.config.search.lambda_o, "lambda_c": self.config.search.lambda_c,
+                "seed": self.config.seed, "dataset": self.config.data.dataset}
+        cells = {kind: derive_cell(self.model.graphs[kind], self.pruning[kind].keep) for kind in CELL_TYPES}
+        bayes = Genotype(cells["normal"], cells["reduction"], self.config.search.space, {**meta, "rule": "bayesnas"})
+        magnitude = {
+            kind: magnitude_cell(self.model.graphs[kind], self.model.switch_values(kind).detach().abs().mean(0).cpu())
+            for kind in CELL_TYPES
+        }
+        magnitude_genotype = Genotype(magnitude["normal"], magnitude["reduction"], self.config.search.space, {**meta, "rule": "magnitude"})
+        return bayes, magnitude_genotype
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "gamma": self.gamma, "omega": self.omega, "alive": self.alive,
+            "pruning_keep": {k: v.keep for k, v in self.pruning.items()},
+            "history": self.history, "metrics": self.metrics,
+            "completed": self.completed, "timings": self.timings,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.gamma, self.omega, self.alive = state["gamma"], state["omega"], state["alive"]
+        self.history, self.metrics = state["history"], state["metrics"]
+        self.completed, self.timings = state["completed"], state["timings"]
+        self.pruning = {}
+        for kind, keep in state["pruning_keep"].items():
+            search = self.config.search
+            self.pruning[kind] = prune(self.model.graphs[kind], self.gamma[kind], threshold=search.prune_threshold,
+                                       lambda_o=search.lambda_o, lambda_c=search.lambda_c, cell_type=kind)
+            assert torch.equal(self.pruning[kind].keep, keep)
+
+    def save(self, path: Path) -> None:
+        save_checkpoint(path, "search", config_to_dict(self.config), {"completed": self.completed}, self.state_dict())
+
+
+def _check_output_folder(out: Path, config: RunConfig, resume: bool) -> dict[str, Any] | None:
+    """Refuse to overwrite another run; on resume, return the checkpoint after checking it matches."""
+    checkpoint = out / CHECKPOINT
+    if not resume:
+        taken = [name for name in (CHECKPOINT, *OUTPUTS) if (out / name).exists()]
+        if taken:
+            raise SearchError(
+                f"{out} already holds a search ({taken[0]}); pass --resume to continue it, "
+                "or choose another --out folder (nothing was overwritten)"
+            )
+        return None
+    try:
+        payload = load_checkpoint(checkpoint, "search")
+    except CheckpointError as error:
+        raise SearchError(str(error)) from None
+    saved, current = payload["config"], config_to_dict(config)
+    differences = _differences(saved, current)
+    if differences:
+        listed = "; ".join(f"{key}: checkpoint {a!r}, now {b!r}" for key, a, b in differences[:6])
+        raise SearchError(f"cannot resume {checkpoint}: its configuration differs ({listed}); resume with the same settings or start a new --out")
+    return payload
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        found = []
+        for key in sorted(set(a) | set(b)):
+            found += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
+        return found
+    return [] if a == b else [(prefix.rstrip("."), a, b)]
+
+
+def run_search(
+    config: RunConfig,
+    out: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    data: SearchData | None = None,
+    stop_after: int | None = None,
+    on_step: Callable[[SearchRun, int], None] | None = None,
+) -> SearchResult:
+    """Run (or resume) Algorithm 1 and write its artefacts to ``out``.
+
+    Args:
+        config: the validated configuration (``config.search`` holds Algorithm 1's settings).
+        out: output folder (created); ``None`` keeps everything in memory (chapters).
+        resume: continue the run whose checkpoint is in ``out``.
+        progress: tqdm progress bars.
+        data: the splits (default: from ``config``).
+        stop_after: stop after this many schedule steps (simulates a killed run in tests).
+        on_step: called after every step with the run and the step index (chapters record
+            switch trajectories with it).
+
+    Returns:
+        A :class:`SearchResult` (``genotype`` is the BayesNAS cell pair).
+
+    Raises:
+        SearchError: for an output folder holding another run, a foreign / corrupt / mismatched
+            checkpoint, or a layout without both cell types.
+        PruningError: when the lambdas prune every edge (the message names them).
+    """
+    started = time.time()
+    out_path = Path(out) if out is not None else None
+    payload = None
+    if out_path is not None:
+        out_path.mkdir(parents=True, exist_ok=True)
+        payload = _check_output_folder(out_path, config, resume)
+    elif resume:
+        raise SearchError("--resume needs the --out folder of the run to continue")
+    run = SearchRun(config, data=data, progress=progress)
+    if payload is not None:
+        run.load_state_dict(payload["state"])
+        restore_rng_state(payload["rng"])
+    schedule = search_schedule(config)
+    for index in range(run.completed, len(schedule)):
+        if stop_after is not None and index >= stop_after:
+            break
+        run.run_step(index)
+        if out_path is not None:
+            run.save(out_path / CHECKPOINT)
+            _append_metrics(out_path, run)
+        if on_step is not None:
+            on_step(run, index)
+    if run.completed < len(schedule):
+        return SearchResult(None, None, run.pruning, run.history, run.metrics, out_path, run.timings)  # type: ignore[arg-type]
+    genotype, magnitude = run.derive()
+    if out_path is not None:
+        _write_outputs(out_path, run, genotype, magnitude, started)
+    return SearchResult(genotype, magnitude, run.pruning, run.history, run.metrics, out_path, dict(run.timings))
+
+
+def _append_metrics(out: Path, run: SearchRun) -> None:
+    lines = "".join(json.dumps(m) + "\n" for m in run.metrics)
+    (out / "metrics.jsonl").write_text(lines)
+
+
+def _write_outputs(out: Path, run: SearchRun, genotype: Genotype, magnitude: Genotype, started: float) -> None:
+    from bayesnas_book.viz import draw_genotype
+
+    save_genotype(genotype, out / "genotype.json")
+    save_genotype(magnitude, out / "genotype_magnitude.json")
+    draw_genotype(genotype, f"BayesNAS cells (lambda_o={run.config.search.lambda_o})").savefig(out / "cells.png", dpi=100)
+    write_json(out / "history.json", run.history)
+    record = provenance_record(config_to_dict(run.config), run.device, started)
+    record["timings"] = run.timings
+    write_json(out / "provenance.json", record)
