@@ -103,13 +103,8 @@ LAYERS = [
     ("flatten", lambda: nn.Flatten(), (2, 3, 2, 2), False),
     ("identity", lambda: nn.Identity(), (2, 3, 2, 2), False),
     ("dropout_eval", lambda: nn.Dropout(0.5).eval(), (2, 3), False),
-    ("switch", lambda: _switch(0.7), (2, 3, 2, 2), False),
+    ("switch", lambda: Switch(0.7), (2, 3, 2, 2), False),
 ]
-
-
-def _switch(value: float) -> Switch:
-    s = Switch(value)
-    return s
 
 
 def _build(factory: Callable, shape: tuple[int, ...]) -> tuple[nn.Module, torch.Tensor]:
@@ -119,8 +114,9 @@ def _build(factory: Callable, shape: tuple[int, ...]) -> tuple[nn.Module, torch.
     return module, x
 
 
-@pytest.mark.parametrize(("factory", "shape"), [(f, s) for _, f, s, _ in LAYERS],
-                         ids=[i for i, *_ in LAYERS])
+@pytest.mark.parametrize(
+    ("factory", "shape"), [(f, s) for _, f, s, _ in LAYERS], ids=[i for i, *_ in LAYERS]
+)
 def test_rule_equals_its_definition(factory: Callable, shape: tuple[int, ...]) -> None:
     module, x = _build(factory, shape)
     with torch.no_grad():
@@ -131,8 +127,9 @@ def test_rule_equals_its_definition(factory: Callable, shape: tuple[int, ...]) -
     torch.testing.assert_close(H_in, definition(module, x, H_out), **TOL)
 
 
-@pytest.mark.parametrize(("factory", "shape", "mixes"), [(f, s, m) for _, f, s, m in LAYERS],
-                         ids=[i for i, *_ in LAYERS])
+@pytest.mark.parametrize(
+    ("factory", "shape", "mixes"), [(f, s, m) for _, f, s, m in LAYERS], ids=[i for i, *_ in LAYERS]
+)
 def test_exact_diagonal_and_dropped_cross_terms(factory, shape, mixes: bool) -> None:
     """diag(J^T A J) = rule(diag A) + cross terms; the cross terms vanish iff element-wise."""
     module, x = _build(factory, shape)
@@ -164,7 +161,9 @@ def test_batchnorm_train_mode_is_the_affine_view() -> None:
     var = x.var(dim=(0, 2, 3), unbiased=False)
 
     def affine_view(inp: torch.Tensor) -> torch.Tensor:
-        return F.batch_norm(inp, mean, var, bn.weight.detach(), bn.bias.detach(), False, 0.0, bn.eps)
+        return F.batch_norm(
+            inp, mean, var, bn.weight.detach(), bn.bias.detach(), False, 0.0, bn.eps
+        )
 
     H_out = positive_like(x)
     running = bn.running_mean.clone()
@@ -179,7 +178,7 @@ def test_batchnorm_train_mode_is_the_affine_view() -> None:
 
 def test_switch_collects_sum_z2_H() -> None:
     """d2L/ds2 of the GN: sum_j (dy_j/ds)^2 H_j with dy/ds = z, by jacrev in s."""
-    s, z = _build(lambda: _switch(0.6), (2, 3, 4, 4))
+    s, z = _build(lambda: Switch(0.6), (2, 3, 4, 4))
     H_out = positive_like(z)
     _, tape = sweep(s, z, H_out)
     dy_ds = jacrev(lambda v: functional_call(s, {"value": v}, (z,)))(s.value.detach())
@@ -282,7 +281,7 @@ def test_every_op_sweeps_to_the_composed_layer_rules(name: str, stride: int) -> 
             acts.append(m(acts[-1]))
     H = positive_like(acts[-1])
     H_in, _ = sweep(op, x, H)
-    for m, a in zip(reversed(layers), reversed(acts[:-1])):
+    for m, a in zip(reversed(layers), reversed(acts[:-1]), strict=True):
         H = definition(m, a, H)
     torch.testing.assert_close(H_in, H, **TOL)
     assert torch.isfinite(H_in).all() and (H_in >= 0).all()
@@ -359,7 +358,11 @@ def test_composite_gn_backward_protocol() -> None:
 def test_capture_saves_only_inside_and_only_what_rules_need() -> None:
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Conv2d(1, 2, 3),
+        nn.BatchNorm2d(2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
         nn.Linear(8, 3),
     )
     x = torch.randn(2, 1, 6, 6)

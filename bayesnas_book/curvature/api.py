@@ -89,7 +89,7 @@ class CurvatureEstimate:
 
     def as_dict(self) -> dict[str, float]:
         """``switch name -> diagonal curvature`` as Python floats."""
-        return dict(zip(self.names, self.diagonal.tolist()))
+        return dict(zip(self.names, self.diagonal.tolist(), strict=True))
 
 
 def select_switches(
@@ -234,7 +234,9 @@ def switch_curvature(
     total_full = torch.zeros(len(selected), len(selected), dtype=torch.float64) if full else None
     num_batches = num_examples = 0
     if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], torch.Tensor):
-        raise ValueError("`batches` must be an iterable of (x, y) pairs; wrap one batch as [(x, y)]")
+        raise ValueError(
+            "`batches` must be an iterable of (x, y) pairs; wrap one batch as [(x, y)]"
+        )
     for index, batch in enumerate(batches):
         if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
             raise ValueError(f"batch {index} must be an (x, y) pair, got {type(batch).__name__}")
@@ -243,7 +245,13 @@ def switch_curvature(
             raise ValueError(f"batch {index}: `x` must be a non-empty tensor (B, ...), got {x!r}")
         B = x.shape[0]
         result = fn(model, x, y, selected, full, **method_kwargs).detach().to("cpu", torch.float64)
-        if full and result.ndim == 2:
+        expected = (len(selected),) * (2 if full else 1)
+        if tuple(result.shape) != expected:
+            raise ValueError(
+                f"method {method!r} returned shape {tuple(result.shape)} for batch {index}, "
+                f"expected {expected}"
+            )
+        if total_full is not None:
             total_full += B * result
             total_diag += B * result.diagonal()
         else:

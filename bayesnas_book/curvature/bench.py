@@ -25,7 +25,7 @@ __all__ = ["CurvatureBenchmark", "benchmark_curvature"]
 
 @dataclass(frozen=True)
 class CurvatureBenchmark:
-    """Median wall times (seconds) and their ratio.
+    """Median wall times (seconds) of interleaved repetitions, and their ratio.
 
     Attributes:
         recursion_s: one captured forward (no autograd) + the diagonal GN sweep.
@@ -47,17 +47,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_time(fn: Callable[[], None], repeats: int, warmup: int, device: torch.device) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _timed(fn: Callable[[], None], device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
 
 
 def benchmark_curvature(
@@ -95,8 +90,16 @@ def benchmark_curvature(
             tape.backward(softmax_cross_entropy_gn(logits))
 
     with batchnorm_stats_frozen(model):
-        t_fb = _median_time(forward_backward, repeats, warmup, device)
-        t_rec = _median_time(recursion, repeats, warmup, device)
+        for _ in range(warmup):
+            forward_backward()
+            recursion()
+        # interleaved, so that a machine whose load drifts affects both alike
+        fb_times: list[float] = []
+        rec_times: list[float] = []
+        for _ in range(repeats):
+            fb_times.append(_timed(forward_backward, device))
+            rec_times.append(_timed(recursion, device))
+    t_fb, t_rec = statistics.median(fb_times), statistics.median(rec_times)
     model.zero_grad(set_to_none=True)
     return CurvatureBenchmark(
         recursion_s=t_rec,

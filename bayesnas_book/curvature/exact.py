@@ -87,10 +87,12 @@ def _flat_function(model: nn.Module, x: torch.Tensor, parameter_names: Sequence[
 
     def logits_of(theta: torch.Tensor) -> torch.Tensor:
         pieces = torch.split(theta, sizes)
-        values = {n: v.reshape(s) for n, v, s in zip(selected, pieces, shapes)}
+        values = {n: v.reshape(s) for n, v, s in zip(selected, pieces, shapes, strict=True)}
         logits = functional_call(model, {**fixed, **values}, (x,))
         if logits.ndim != 2:
-            raise ValueError(f"the model must return logits (B, classes), got {tuple(logits.shape)}")
+            raise ValueError(
+                f"the model must return logits (B, classes), got {tuple(logits.shape)}"
+            )
         return logits
 
     return logits_of, theta0

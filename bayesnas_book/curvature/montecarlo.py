@@ -79,7 +79,9 @@ def mc_ggn(
     with torch.enable_grad(), batchnorm_stats_frozen(model):
         logits = functional_call(model, leaves, (x,))
         if logits.ndim != 2:
-            raise ValueError(f"the model must return logits (B, classes), got {tuple(logits.shape)}")
+            raise ValueError(
+                f"the model must return logits (B, classes), got {tuple(logits.shape)}"
+            )
         B = logits.shape[0]
         p = torch.softmax(logits.detach().to(torch.float64), dim=1)  # (B, classes)
         device = generator.device if generator is not None else p.device

@@ -186,7 +186,7 @@ class GNTape:
         return hook
 
     def name_of(self, module: nn.Module) -> str:
-        """The module's name in the model (``"<model>"`` for the root, ``"<unnamed>"`` if absent)."""
+        """The module's name in the model (``"<model>"`` for the root)."""
         name = self._names.get(module)
         if name is None:
             return f"<unnamed {type(module).__name__}>"
@@ -307,7 +307,8 @@ def register_gn_rule(
         raise TypeError(f"`module_type` must be an nn.Module subclass, got {module_type!r}")
     if module_type in _RULES and not replace:
         raise ValueError(
-            f"{module_type.__name__} already has a Gauss-Newton rule; pass replace=True to change it"
+            f"{module_type.__name__} already has a Gauss-Newton rule; "
+            "pass replace=True to change it"
         )
     _RULES[module_type] = (rule, saver)
 
@@ -456,7 +457,12 @@ def _conv2d_rule(module: nn.Conv2d, H_out: torch.Tensor, tape: GNTape) -> torch.
     # output_padding recovers the exact input size that stride-s flooring lost
     output_padding = tuple(
         in_shape[-2 + d]
-        - ((H_out.shape[-2 + d] - 1) * stride[d] - 2 * padding[d] + dilation[d] * (kernel[d] - 1) + 1)
+        - (
+            (H_out.shape[-2 + d] - 1) * stride[d]
+            - 2 * padding[d]
+            + dilation[d] * (kernel[d] - 1)
+            + 1
+        )
         for d in range(2)
     )
     # H_in = conv^T(H_out, W^2): sum over the outputs each input feeds of W^2 * H_out

@@ -52,7 +52,9 @@ class SwitchedEdge(nn.Module):
     ) -> None:
         super().__init__()
         if isinstance(op_names, str) or not isinstance(op_names, Sequence) or len(op_names) == 0:
-            raise ValueError(f"`op_names` must be a non-empty sequence of op names, got {op_names!r}")
+            raise ValueError(
+                f"`op_names` must be a non-empty sequence of op names, got {op_names!r}"
+            )
         duplicates = sorted({n for n in op_names if list(op_names).count(n) > 1})
         if duplicates:
             raise ValueError(f"`op_names` must not repeat an op, got duplicates {duplicates}")
