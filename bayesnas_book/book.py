@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +24,8 @@ from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+
+from bayesnas_book.atomic import atomic_write_bytes
 
 __all__ = ["BookSyncError", "chapter_sources", "check_chapters", "sync_chapters"]
 
@@ -91,16 +92,8 @@ def _quick_profile_environment() -> Iterator[None]:
 
 
 def _write_atomically(notebook: nbformat.NotebookNode, path: Path) -> None:
-    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".ipynb.tmp", delete=False, encoding="utf-8")
-    try:
-        with handle:
-            nbformat.write(notebook, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    text = nbformat.writes(notebook)
+    atomic_write_bytes(path, (text if text.endswith("\n") else text + "\n").encode("utf-8"))
 
 
 def _execute(notebook: nbformat.NotebookNode, cwd: Path, timeout: int) -> None:

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from bayesnas_book.atomic import atomic_writer
 
 __all__ = [
     "CheckpointError",
@@ -47,27 +48,10 @@ class CheckpointError(RuntimeError):
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], writer: Any) -> Path:
-    """Write a file atomically: ``writer(handle)`` fills a temporary file that replaces ``path``.
-
-    Args:
-        path: the destination; its folder must exist.
-        writer: a callable taking a binary file handle.
-
-    Returns:
-        ``path`` as a :class:`~pathlib.Path`.
-    """
-    path = Path(path)
-    handle = tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            writer(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-    return path
+    """Write a file atomically: ``writer(handle)`` fills it (see :func:`bayesnas_book.atomic.atomic_writer`)."""
+    with atomic_writer(path) as handle:
+        writer(handle)
+    return Path(path)
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from bayesnas_book.checkpoint import atomic_write_bytes
+from bayesnas_book.atomic import atomic_write_bytes
 from bayesnas_book.device import describe_device
 
 __all__ = ["git_commit", "provenance_record", "write_json"]
@@ -68,4 +68,4 @@ def provenance_record(config: dict[str, Any], device: torch.device, started: flo
 def write_json(path: str | Path, data: Any) -> Path:
     """Write ``data`` as indented JSON, atomically."""
     text = json.dumps(data, indent=1, sort_keys=False, default=str).encode("utf-8")
-    return atomic_write_bytes(path, lambda handle: handle.write(text))
+    return atomic_write_bytes(path, text)

@@ -26,7 +26,7 @@ from bayesnas_book.data import (
     write_imagefolder_fixture,
     write_mnist_fixture,
 )
-from bayesnas_book.data._atomic import atomic_write_bytes, atomic_writer
+from bayesnas_book.atomic import atomic_write_bytes, atomic_writer
 from bayesnas_book.data.paths import resolve_root
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

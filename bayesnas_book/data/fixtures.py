@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bayesnas_book.data._atomic import atomic_write_bytes
+from bayesnas_book.atomic import atomic_write_bytes
 from bayesnas_book.data._py2pickle import dumps_py2
 from bayesnas_book.data.cifar import (
     CIFAR10_CLASSES,

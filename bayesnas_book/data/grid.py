@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from bayesnas_book.data._atomic import atomic_writer
+from bayesnas_book.atomic import atomic_writer
 from bayesnas_book.data.prepare import load_samples
 
 __all__ = ["image_grid_figure", "save_image_grid"]

@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from bayesnas_book.atomic import atomic_write_bytes
 from bayesnas_book.space.graph import BAYESNAS_OPS, CELL_INPUTS, node_name
 
 __all__ = [
@@ -207,14 +208,7 @@ class Genotype:
 
 def save_genotype(genotype: Genotype, path: str | os.PathLike[str]) -> Path:
     """Write ``genotype`` as JSON, atomically (a temporary file, fsync, then rename)."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(genotype.to_dict(), handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    return path
+    return atomic_write_bytes(path, json.dumps(genotype.to_dict(), indent=1).encode("utf-8"))
 
 
 def load_genotype(path_or_name: str | os.PathLike[str]) -> Genotype:
