@@ -32,8 +32,8 @@ from bayesnas_book.atomic import atomic_writer
 
 __all__ = [
     "CheckpointError",
-    "atomic_write_bytes",
     "capture_rng_state",
+    "config_differences",
     "load_checkpoint",
     "restore_rng_state",
     "save_checkpoint",
@@ -45,13 +45,6 @@ FORMAT_VERSION = 1
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt, foreign, or from another kind of run."""
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], writer: Any) -> Path:
-    """Write a file atomically: ``writer(handle)`` fills it (see :func:`bayesnas_book.atomic.atomic_writer`)."""
-    with atomic_writer(path) as handle:
-        writer(handle)
-    return Path(path)
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -95,7 +88,9 @@ def save_checkpoint(
         "state": state,
         "rng": capture_rng_state(),
     }
-    return atomic_write_bytes(path, lambda handle: torch.save(payload, handle))
+    with atomic_writer(path) as handle:
+        torch.save(payload, handle)
+    return Path(path)
 
 
 def load_checkpoint(path: str | os.PathLike[str], kind: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -127,3 +122,13 @@ def load_checkpoint(path: str | os.PathLike[str], kind: str, map_location: str |
     if payload.get("kind") != kind:
         raise CheckpointError(f"{path} is a {payload.get('kind')!r} checkpoint, not a {kind!r} one; pass the right --out folder")
     return payload
+
+
+def config_differences(saved: Any, current: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """Every dotted key whose value differs between two nested config dicts: ``(key, saved, current)``."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        found = []
+        for key in sorted(set(saved) | set(current)):
+            found += config_differences(saved.get(key), current.get(key), f"{prefix}{key}.")
+        return found
+    return [] if saved == current else [(prefix.rstrip("."), saved, current)]

@@ -42,6 +42,8 @@ __all__ = [
     "DataConfig",
     "RunConfig",
     "SearchConfig",
+    "TrainConfig",
+    "train_config_problems",
     "apply_overrides",
     "config_to_dict",
     "load_config",
@@ -153,6 +155,94 @@ class SearchConfig:
     max_batches_per_epoch: int = field(default=0, metadata={"check": (_non_negative, "must be >= 0")})
 
 
+SCHEDULES = ("cosine", "exponential", "constant")
+LR_UPDATES = ("epoch", "batch")
+AMP_MODES = ("off", "auto", "bf16", "fp16")
+
+
+def _probability(value: float) -> bool:
+    return 0.0 <= value < 1.0
+
+
+def _decay_factor(value: float) -> bool:
+    return 0.0 < value <= 1.0
+
+
+@dataclass
+class TrainConfig:
+    """How a network is trained by :func:`bayesnas_book.train.train_model`."""
+
+    # epochs: passes over the training set (paper: not recovered; DARTS CIFAR-10 600, ImageNet 250)
+    epochs: int = field(default=600, metadata={"check": (_positive, "must be > 0")})
+    # batch_size: images per optimiser step (official CIFAR-10 nets 64; DARTS ImageNet 128)
+    batch_size: int = field(default=64, metadata={"check": (_positive, "must be > 0")})
+    # eval_batch_size: images per batch when evaluating (no gradients: can be larger)
+    eval_batch_size: int = field(default=256, metadata={"check": (_positive, "must be > 0")})
+    # lr: the peak learning rate (after warm-up), at batch_size (no automatic scaling)
+    lr: float = field(default=0.1, metadata={"check": (_positive, "must be > 0")})
+    momentum: float = field(default=0.9, metadata={"check": (_non_negative, "must be >= 0")})
+    # nesterov: Nesterov momentum (needs momentum > 0)
+    nesterov: bool = False
+    # weight_decay: L2 on the weights (paper: not given; DARTS CIFAR-10 3e-4, ImageNet 3e-5)
+    weight_decay: float = field(default=3e-4, metadata={"check": (_non_negative, "must be >= 0")})
+    # decay_norm_and_bias: also decay BatchNorm scales and every bias (1-d tensors), as DARTS does;
+    # false puts them in a group without weight decay
+    decay_norm_and_bias: bool = True
+    # schedule: cosine (lr -> lr_min over the epochs after warm-up), exponential
+    # (lr * lr_decay ** (epochs after warm-up // lr_decay_epochs); DARTS ImageNet 0.97 per epoch), constant
+    schedule: str = field(default="cosine", metadata={"choices": SCHEDULES})
+    # lr_min: the cosine schedule's final learning rate
+    lr_min: float = field(default=0.0, metadata={"check": (_non_negative, "must be >= 0")})
+    lr_decay: float = field(default=0.97, metadata={"check": (_decay_factor, "must be in (0, 1]")})
+    lr_decay_epochs: int = field(default=1, metadata={"check": (_positive, "must be > 0")})
+    # warmup_epochs: linear warm-up from lr / (warm-up updates) to lr; 0 disables it
+    warmup_epochs: int = field(default=0, metadata={"check": (_non_negative, "must be >= 0")})
+    # lr_update: change the learning rate once per "epoch" (DARTS) or after every "batch"
+    lr_update: str = field(default="epoch", metadata={"choices": LR_UPDATES})
+    # label_smoothing: epsilon of the smoothed cross-entropy (ImageNet protocol 0.1)
+    label_smoothing: float = field(default=0.0, metadata={"check": (_probability, "must be in [0, 1)")})
+    # grad_clip: clip the gradient's global L2 norm to this value (official 5); 0 disables it
+    grad_clip: float = field(default=5.0, metadata={"check": (_non_negative, "must be >= 0")})
+    # drop_prob: final channel-dropout probability, ramped drop_prob * epoch / epochs (official 0.2)
+    drop_prob: float = field(default=0.2, metadata={"check": (_probability, "must be in [0, 1)")})
+    # drop_path_prob: final drop-path probability, ramped the same way (DARTS nets; official BayesNAS 0)
+    drop_path_prob: float = field(default=0.0, metadata={"check": (_probability, "must be in [0, 1)")})
+    # auxiliary_weight: weight of the auxiliary head's loss when the model returns (logits, aux)
+    auxiliary_weight: float = field(default=0.4, metadata={"check": (_non_negative, "must be >= 0")})
+    # amp: mixed precision: off, auto (bf16 on a CUDA GPU that has it, else off), bf16, fp16 (CUDA only)
+    amp: str = field(default="off", metadata={"choices": AMP_MODES})
+    # channels_last: NHWC memory format for the model and the images (faster convs with AMP on GPUs)
+    channels_last: bool = False
+    # compile: torch.compile the model's training forward
+    compile: bool = False
+    # max_batches_per_epoch: 0 = every batch; a positive number caps every epoch (smoke runs)
+    max_batches_per_epoch: int = field(default=0, metadata={"check": (_non_negative, "must be >= 0")})
+
+
+def train_config_problems(config: TrainConfig, prefix: str = "train.") -> list[str]:
+    """Every rule ``config`` breaks: the per-field rules of :func:`~bayesnas_book.config.validate`
+    and the rules that tie fields together.
+
+    Args:
+        config: the section.
+        prefix: how keys are named in the messages (``"train."`` inside a ``RunConfig``).
+
+    Returns:
+        Readable sentences, empty when the section is valid.
+    """
+    problems = validate(config, prefix)
+    if not problems:
+        if config.warmup_epochs >= config.epochs:
+            problems.append(
+                f"`{prefix}warmup_epochs` must be < `{prefix}epochs` ({config.epochs}), got {config.warmup_epochs}"
+            )
+        if config.lr_min > config.lr:
+            problems.append(f"`{prefix}lr_min` must be <= `{prefix}lr` ({config.lr}), got {config.lr_min}")
+        if config.nesterov and config.momentum == 0:
+            problems.append(f"`{prefix}nesterov` needs `{prefix}momentum` > 0, got {config.momentum}")
+    return problems
+
+
 @dataclass
 class RunConfig:
     """The whole configuration of one run; later chapters add sections here."""
@@ -169,6 +259,7 @@ class RunConfig:
     deterministic: bool = True
     data: DataConfig = field(default_factory=DataConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def _is_section(tp: Any) -> bool:
@@ -333,6 +424,7 @@ def load_config(
         _merge(config, _read_toml(Path(config_file), f"config file {config_file}"), "", problems)
     problems += apply_overrides(config, overrides)
     problems += validate(config)
+    problems += [p for p in train_config_problems(config.train) if p not in problems]
     if problems:
         raise ConfigError(problems)
     return config

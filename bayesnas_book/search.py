@@ -46,9 +46,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from bayesnas_book.atomic import atomic_write_bytes
 from bayesnas_book.bayes.laplace import initial_state, laplace_update, penalty_weights, switch_penalty
 from bayesnas_book.bayes.pruning import PruningResult, prune
-from bayesnas_book.checkpoint import CheckpointError, load_checkpoint, restore_rng_state, save_checkpoint
+from bayesnas_book.checkpoint import CheckpointError, config_differences, load_checkpoint, restore_rng_state, save_checkpoint
 from bayesnas_book.config import RunConfig, config_to_dict
 from bayesnas_book.curvature.api import switch_curvature
 from bayesnas_book.curvature.exact import batchnorm_stats_frozen
@@ -349,20 +350,11 @@ def _check_output_folder(out: Path, config: RunConfig, resume: bool) -> dict[str
     except CheckpointError as error:
         raise SearchError(str(error)) from None
     saved, current = payload["config"], config_to_dict(config)
-    differences = _differences(saved, current)
+    differences = config_differences(saved, current)
     if differences:
         listed = "; ".join(f"{key}: checkpoint {a!r}, now {b!r}" for key, a, b in differences[:6])
         raise SearchError(f"cannot resume {checkpoint}: its configuration differs ({listed}); resume with the same settings or start a new --out")
     return payload
-
-
-def _differences(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        found = []
-        for key in sorted(set(a) | set(b)):
-            found += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
-        return found
-    return [] if a == b else [(prefix.rstrip("."), a, b)]
 
 
 def run_search(
@@ -426,7 +418,7 @@ def run_search(
 
 def _append_metrics(out: Path, run: SearchRun) -> None:
     lines = "".join(json.dumps(m) + "\n" for m in run.metrics)
-    (out / "metrics.jsonl").write_text(lines)
+    atomic_write_bytes(out / "metrics.jsonl", lines.encode("utf-8"))
 
 
 def _write_outputs(out: Path, run: SearchRun, genotype: Genotype, magnitude: Genotype, started: float) -> None:

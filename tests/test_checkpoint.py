@@ -10,11 +10,11 @@ import torch
 
 from bayesnas_book.checkpoint import (
     CheckpointError,
-    atomic_write_bytes,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
+from bayesnas_book.atomic import atomic_writer
 from bayesnas_book.provenance import provenance_record, write_json
 
 
@@ -35,12 +35,9 @@ def test_an_interrupted_write_leaves_the_old_file(tmp_path) -> None:
     save_checkpoint(path, "train", {}, {"epoch": 1}, {})
     before = path.read_bytes()
 
-    def crash(handle) -> None:
+    with pytest.raises(KeyboardInterrupt), atomic_writer(path) as handle:
         handle.write(b"partial")
         raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        atomic_write_bytes(path, crash)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
 
