@@ -5,6 +5,7 @@ message with exit status 2, never a traceback):
 
 * ``bayesnas-book info``: library version, device, profile and the resolved configuration
 * ``bayesnas-book search``: BayesNAS Algorithm 1; writes the genotype, its drawing, the history
+* ``bayesnas-book train --genotype G``, ``bayesnas-book evaluate RUN``: the found cells' network
 * ``bayesnas-book data NAME``: prepare or check a dataset (download where the network allows)
 * ``bayesnas-book book sync [--check]``: regenerate and execute the chapter notebooks
 """
@@ -90,6 +91,45 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from bayesnas_book.data import DatasetError
+    from bayesnas_book.evaluation import train_genotype
+    from bayesnas_book.space.genotype import GenotypeError, load_genotype
+    from bayesnas_book.train import TrainError
+
+    overrides = list(args.overrides)
+    if args.dataset is not None:
+        overrides.append(f'data.dataset="{args.dataset}"')
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    config = load_config(args.profile, args.config, overrides)
+    try:
+        genotype = load_genotype(args.genotype)
+        out = Path(args.out) if args.out else Path("runs") / f"train-{config.profile}-{config.data.dataset}-seed{config.seed}"
+        result = train_genotype(genotype, config, out=out, resume=args.resume, progress=not args.no_progress)
+    except (GenotypeError, DatasetError, TrainError) as error:
+        raise UserError(str(error)) from None
+    final = result.final
+    print(f"test top-1 error {100 * (1 - final['top1']):.2f}%, top-5 error {100 * (1 - final['top5']):.2f}% "
+          f"after {result.epochs_completed} epochs; wrote {out}/model.pt, metrics.jsonl, provenance.json")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from bayesnas_book.data import DatasetError
+    from bayesnas_book.evaluation import MOBILE_MACS, evaluate_run
+
+    try:
+        report = evaluate_run(args.folder)
+    except (FileNotFoundError, DatasetError) as error:
+        raise UserError(str(error)) from None
+    print(report.describe())
+    if report.input_shape[1] >= 224:
+        verdict = "within" if report.macs < MOBILE_MACS else "outside"
+        print(f"mobile setting (< 600M multiply-adds): {verdict}")
+    return 0
+
+
 def _cmd_book(args: argparse.Namespace) -> int:
     from bayesnas_book.book import BookSyncError, check_chapters, sync_chapters
 
@@ -138,6 +178,20 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
     search.add_argument("--no-progress", action="store_true", help="no progress bars")
     search.set_defaults(run=_cmd_search)
+
+    train = commands.add_parser("train", help="train the evaluation network of a genotype (official name or JSON file)")
+    _add_config_arguments(train)
+    train.add_argument("--genotype", required=True, help="a genotype JSON file (from `search`) or an official name, e.g. bayesnas_cifar10_lambda0.01")
+    train.add_argument("--dataset", choices=("digits", "cifar10", "mnist"), default=None, help="overrides data.dataset")
+    train.add_argument("--seed", type=int, default=None, help="overrides seed")
+    train.add_argument("--out", default=None, help="output folder (default runs/train-PROFILE-DATASET-seedN)")
+    train.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.set_defaults(run=_cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="test a finished `train` run: top-1/top-5 error, parameters, MACs")
+    evaluate.add_argument("folder", metavar="RUN", help="the --out folder of a finished `bayesnas-book train` run")
+    evaluate.set_defaults(run=_cmd_evaluate)
 
     book = commands.add_parser("book", help="keep the paired chapter notebooks in sync")
     book_commands = book.add_subparsers(dest="book_command", required=True, metavar="ACTION")

@@ -41,6 +41,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "RunConfig",
+    "NetworkConfig",
     "SearchConfig",
     "TrainConfig",
     "train_config_problems",
@@ -244,6 +245,18 @@ def train_config_problems(config: TrainConfig, prefix: str = "train.") -> list[s
 
 
 @dataclass
+class NetworkConfig:
+    """The evaluation network built from a genotype (PAPER.md section 6)."""
+
+    # channels: C of the first stage (official CIFAR-10 nets 36, ImageNet 48)
+    channels: int = field(default=36, metadata={"check": (_positive, "must be > 0")})
+    # num_cells: cells in all, two of them reduction cells at 1/3 and 2/3 (CIFAR-10 20, ImageNet 14)
+    num_cells: int = field(default=20, metadata={"check": (lambda v: v >= 3, "must be >= 3")})
+    # auxiliary: a DARTS auxiliary head (the official BayesNAS nets have none)
+    auxiliary: bool = False
+
+
+@dataclass
 class RunConfig:
     """The whole configuration of one run; later chapters add sections here."""
 
@@ -260,6 +273,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
 
 
 def _is_section(tp: Any) -> bool:
