@@ -144,7 +144,8 @@ class SearchConfig:
     momentum: float = field(default=0.9, metadata={"check": (_non_negative, "must be >= 0")})
     # weight_decay: on the network weights only, never on the switches
     weight_decay: float = field(default=1e-4, metadata={"check": (_non_negative, "must be >= 0")})
-    # curvature_method: recursion (the paper's fast Hessian), exact_ggn or mc_ggn
+    # curvature_method: recursion (the paper's fast Hessian), exact_ggn or mc_ggn (one label drawn
+    # from the model per image; chapter 05 measures all three and picks mc_ggn)
     curvature_method: str = field(default="recursion", metadata={"choices": ("recursion", "exact_ggn", "mc_ggn")})
     # curvature_batches: batches of the switch split the curvature is averaged over
     curvature_batches: int = field(default=10, metadata={"check": (_positive, "must be > 0")})
@@ -270,6 +271,9 @@ class RunConfig:
     )
     # deterministic: torch.use_deterministic_algorithms; on in the quick profile
     deterministic: bool = True
+    # num_threads: torch CPU threads; 0 keeps torch's default. The quick profile uses 1: the same
+    # numbers on any machine, and small tensors run no slower (much faster on a busy machine)
+    num_threads: int = field(default=0, metadata={"check": (_non_negative, "must be >= 0")})
     data: DataConfig = field(default_factory=DataConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -60,7 +60,7 @@ def build_network(genotype: Genotype, config: RunConfig, in_channels: int) -> Ev
 def train_genotype(genotype: Genotype, config: RunConfig, out: str | Path | None = None, resume: bool = False,
                    progress: bool = False) -> TrainResult:
     """Build, train and evaluate the network of ``genotype``; writes ``genotype.json`` beside the run."""
-    seed_everything(config.seed, deterministic=config.deterministic)
+    seed_everything(config.seed, deterministic=config.deterministic, num_threads=config.num_threads)
     train_set, test_set, shape = evaluation_data(config)
     network = build_network(genotype, config, shape[0])
     result = train_model(network, train_set, test_set, config.train, out=out, resume=resume, device=config.device,

@@ -35,6 +35,14 @@ def git_commit(folder: str | Path | None = None) -> dict[str, Any]:
     return {"commit": sha, "dirty": bool(status.strip())}
 
 
+def _command_line(argv: list[str] | None) -> str:
+    if argv is not None:
+        return " ".join(argv)
+    if Path(sys.argv[0]).name == "bayesnas-book":
+        return " ".join(["bayesnas-book", *sys.argv[1:]])
+    return "called from Python (no bayesnas-book command line)"
+
+
 def provenance_record(config: dict[str, Any], device: torch.device, started: float, argv: list[str] | None = None) -> dict[str, Any]:
     """A JSON-ready provenance dict.
 
@@ -49,7 +57,7 @@ def provenance_record(config: dict[str, Any], device: torch.device, started: flo
     import numpy
 
     return {
-        "command": " ".join(argv if argv is not None else ["bayesnas-book", *sys.argv[1:]]),
+        "command": _command_line(argv),
         "config": config,
         "git": git_commit(),
         "device": describe_device(device),

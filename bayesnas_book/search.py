@@ -106,7 +106,7 @@ class SearchRun:
     def __init__(self, config: RunConfig, data: SearchData | None = None, progress: bool = False) -> None:
         self.config = config
         self.progress = progress
-        seed_everything(config.seed, deterministic=config.deterministic)
+        seed_everything(config.seed, deterministic=config.deterministic, num_threads=config.num_threads)
         self.device = resolve_device(config.device)
         self.data = data if data is not None else build_search_data(config)
         search = config.search
@@ -238,7 +238,10 @@ class SearchRun:
         self.model.train()  # BatchNorm with batch statistics, as in training
         ordered = {kind: self._ordered_switches(kind) for kind in CELL_TYPES}
         everything = [m for kind in CELL_TYPES for m in ordered[kind]]
-        estimate = switch_curvature(self.model, batches, method=search.curvature_method, switches=everything)
+        options = {}
+        if search.curvature_method == "mc_ggn":  # labels drawn from a generator of (seed, step): resumable
+            options["generator"] = torch.Generator(self.device).manual_seed(self.config.seed * 1_000_003 + 20_000 + step_index)
+        estimate = switch_curvature(self.model, batches, method=search.curvature_method, switches=everything, **options)
         result, start = {}, 0
         for kind in CELL_TYPES:
             shape = self.model.switch_values(kind).shape
