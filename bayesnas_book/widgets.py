@@ -54,6 +54,7 @@ from bayesnas_book.bayes.pruning import (
     prune,
 )
 from bayesnas_book.space.graph import CellGraph
+from bayesnas_book.validation import check_positive
 
 __all__ = [
     "ExplorerState",
@@ -77,14 +78,6 @@ _OP_SHORT = {
 
 
 # -- input checks ---------------------------------------------------------------------------------
-def _check_positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"`{name}` must be > 0, got {value}")
-    return float(value)
-
-
 def _check_quadratic(optimum: Tensor, curvature: Tensor) -> None:
     if not isinstance(optimum, Tensor) or optimum.dim() != 3:
         got = tuple(optimum.shape) if isinstance(optimum, Tensor) else type(optimum).__name__
@@ -143,7 +136,7 @@ def quadratic_switch_epoch(
         )
     if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
         raise ValueError("`weights` must be finite and >= 0")
-    tol = _check_positive("tol", tol)
+    tol = check_positive("tol", tol)
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"`max_iter` must be an integer >= 1, got {max_iter!r}")
     H = curvature.detach()
@@ -248,8 +241,8 @@ def explore_update(
         ValueError: for a bad lambda, curvature scale or threshold, or inputs whose shapes do
             not fit ``graph``.
     """
-    lambd = _check_positive("lambd", lambd)
-    curvature_scale = _check_positive("curvature_scale", curvature_scale)
+    lambd = check_positive("lambd", lambd)
+    curvature_scale = check_positive("curvature_scale", curvature_scale)
     _check_quadratic(optimum, curvature)
     expected = (graph.num_edges, 1 + graph.num_ops)
     if tuple(optimum.shape[1:]) != expected:
@@ -473,7 +466,7 @@ class LaplaceExplorer:
                 raise ValueError(
                     f"the range of `{name}` must satisfy 0 < low < high < inf, got {bounds}"
                 )
-            value = _check_positive(name, value)
+            value = check_positive(name, value)
             if not low <= value <= high:
                 raise ValueError(f"`{name}` must lie in its range {bounds}, got {value}")
             sliders.append(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import matplotlib
 import pytest
+import torch
 
 matplotlib.use("Agg")
 
@@ -17,3 +18,12 @@ def _isolated_data_root(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     """No test reads or writes the user's real dataset folder."""
     monkeypatch.setenv("BAYESNAS_DATA", str(tmp_path_factory.mktemp("datasets")))
     monkeypatch.delenv("BAYESNAS_PROFILE", raising=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tests use tiny tensors: one thread is as fast, and results do not depend on the core count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -28,15 +28,6 @@ from bayesnas_book.space.supernet import CELL_TYPES, Supernet, SupernetSpec
 LAMBDAS = {"lambda_o": 0.05, "lambda_c": 0.05}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread is much faster on a shared 2-core machine, timings steadier."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_supernet(seed: int = 0) -> Supernet:
     """Two cells (N, R), C = 2, 1-channel 4x4 inputs; float64; switches spread in [0, 0.3)."""
     torch.manual_seed(seed)

@@ -79,6 +79,7 @@ from torch import Tensor
 
 from bayesnas_book.bayes.hard import SwitchGroups, describe_switch, group_norms, hard_coupling
 from bayesnas_book.space.graph import CellGraph
+from bayesnas_book.validation import check_positive
 
 __all__ = [
     "INITIAL_GAMMA",
@@ -140,12 +141,7 @@ def initial_state(graph: CellGraph, *, dtype: torch.dtype = torch.float32) -> tu
 
 
 # -- input checks ---------------------------------------------------------------------------------
-def _check_lambda(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"`{name}` must be > 0, got {value}")
-    return float(value)
+_check_lambda = check_positive
 
 
 def _first_bad(mask: Tensor) -> tuple[int, ...]:

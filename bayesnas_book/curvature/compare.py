@@ -65,6 +65,7 @@ from bayesnas_book.curvature.bench import _timed
 from bayesnas_book.curvature.exact import batchnorm_stats_frozen
 from bayesnas_book.space.supernet import CELL_TYPES, Supernet
 from bayesnas_book.space.switch import Switch
+from bayesnas_book.validation import check_positive
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -372,14 +373,6 @@ def _ordered_switches(model: Supernet) -> list[Switch]:
     return modules
 
 
-def _check_positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"`{name}` must be > 0, got {value}")
-    return float(value)
-
-
 def _check_spec(spec: Any, argument: str) -> MethodSpec:
     if not isinstance(spec, MethodSpec):
         raise ValueError(f"`{argument}` entries must be MethodSpec, got {spec!r}")
@@ -488,9 +481,9 @@ def compare_curvature_methods(
             f"`model` must be a bayesnas_book.space.supernet.Supernet (the comparison needs its "
             f"cell types), got {type(model).__name__}"
         )
-    lambda_o = _check_positive("lambda_o", lambda_o)
-    lambda_c = _check_positive("lambda_c", lambda_c)
-    threshold = _check_positive("threshold", threshold)
+    lambda_o = check_positive("lambda_o", lambda_o)
+    lambda_c = check_positive("lambda_c", lambda_c)
+    threshold = check_positive("threshold", threshold)
     for name, value, low in (("repeats", repeats, 1), ("warmup", warmup, 0), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             rule = "a positive integer" if low == 1 else "a non-negative integer"
