@@ -99,6 +99,9 @@ class DataConfig:
     batch_size: int = field(default=64, metadata={"check": (_positive, "must be > 0")})
     # num_workers: DataLoader worker processes (0 loads in the main process, reproducible)
     num_workers: int = field(default=0, metadata={"check": (_non_negative, "must be >= 0")})
+    # split_seed: seeds the cut of the data into train / validation / test parts; kept apart from
+    # the run's seed so that runs with different seeds never test on each other's training images
+    split_seed: int = field(default=0, metadata={"check": (_non_negative, "must be >= 0")})
     # validation_fraction: share of the training images held out, disjoint from the rest
     validation_fraction: float = field(
         default=0.2, metadata={"check": (_fraction, "must be strictly between 0 and 1")}

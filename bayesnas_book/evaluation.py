@@ -41,7 +41,7 @@ def evaluation_data(config: RunConfig) -> tuple[Dataset, Dataset, tuple[int, int
     """
     name, root = config.data.dataset, config.data.root or None
     if name == "digits":
-        parts = digits_splits(validation_fraction=config.data.validation_fraction, test_fraction=0.2, seed=config.seed)
+        parts = digits_splits(validation_fraction=config.data.validation_fraction, test_fraction=0.2, seed=config.data.split_seed)
         return parts["train"], parts["test"], (1, 8, 8)
     if name == "cifar10":
         train = cifar10_dataset(root, train=True, transform=cifar10_train_transform(config.search.cutout))

@@ -48,7 +48,7 @@ def _split_training(train: Dataset, eval_view: Dataset, config: RunConfig) -> tu
     val_fraction = config.data.validation_fraction
     warm_fraction = (1.0 - val_fraction) * config.search.warmup_fraction
     validation, warmup, switch = disjoint_split(
-        n, [val_fraction, warm_fraction, 1.0 - val_fraction - warm_fraction], seed=config.seed
+        n, [val_fraction, warm_fraction, 1.0 - val_fraction - warm_fraction], seed=config.data.split_seed
     )
     return Subset(train, warmup.tolist()), Subset(train, switch.tolist()), Subset(eval_view, validation.tolist())
 
@@ -64,11 +64,11 @@ def build_search_data(config: RunConfig) -> SearchData:
     root = config.data.root or None
     if name == "digits":
         # the digits' own test split stays untouched by the search (chapters evaluate on it)
-        parts = digits_splits(validation_fraction=config.data.validation_fraction, test_fraction=0.2, seed=config.seed)
+        parts = digits_splits(validation_fraction=config.data.validation_fraction, test_fraction=0.2, seed=config.data.split_seed)
         train = parts["train"]
         assert isinstance(train, TensorDataset)
         warmup_idx, switch_idx = disjoint_split(
-            len(train), [config.search.warmup_fraction, 1.0 - config.search.warmup_fraction], seed=config.seed
+            len(train), [config.search.warmup_fraction, 1.0 - config.search.warmup_fraction], seed=config.data.split_seed
         )
         return SearchData(
             warmup=Subset(train, warmup_idx.tolist()),
