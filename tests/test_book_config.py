@@ -227,3 +227,12 @@ def test_stub_theme_declares_every_site_option() -> None:
         f"add these options to tests/myst_stub_theme/template.yml: {undeclared}"
     )
     assert declared["logo"] == declared["favicon"] == "file"
+
+
+def test_every_chapter_selects_the_inline_backend_first() -> None:
+    """Figures must be stored as images whatever MPLBACKEND the reader's shell sets."""
+    import re
+
+    for path in sorted((REPO_ROOT / "chapters").glob("[0-9][0-9]_*.md")):
+        first = re.search(r"```\{code-cell\} ipython3\n(?:---\n.*?---\n)?(.*?)```", path.read_text(), flags=re.S)
+        assert first and first.group(1).lstrip().startswith("%matplotlib inline"), f"{path.name}: first code cell must start with %matplotlib inline"
