@@ -6,6 +6,7 @@ message with exit status 2, never a traceback):
 * ``bayesnas-book info``: library version, device, profile and the resolved configuration
 * ``bayesnas-book search``: BayesNAS Algorithm 1; writes the genotype, its drawing, the history
 * ``bayesnas-book train --genotype G``, ``bayesnas-book evaluate RUN``: the found cells' network
+* ``bayesnas-book bench``: a search step's cost, as ratios against a forward+backward baseline
 * ``bayesnas-book data NAME``: prepare or check a dataset (download where the network allows)
 * ``bayesnas-book book sync [--check]``: regenerate and execute the chapter notebooks
 """
@@ -130,6 +131,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from bayesnas_book.bench import format_bench, run_bench
+
+    config = load_config(args.profile, args.config, args.overrides)
+    result = run_bench(config, args.out, repeats=args.repeats, exact=args.exact)
+    print(format_bench(result))
+    if args.out:
+        print(f"wrote {Path(args.out) / 'bench.json'}")
+    return 0
+
+
 def _cmd_book(args: argparse.Namespace) -> int:
     from bayesnas_book.book import BookSyncError, check_chapters, sync_chapters
 
@@ -192,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="test a finished `train` run: top-1/top-5 error, parameters, MACs")
     evaluate.add_argument("folder", metavar="RUN", help="the --out folder of a finished `bayesnas-book train` run")
     evaluate.set_defaults(run=_cmd_evaluate)
+
+    bench = commands.add_parser("bench", help="time a search step and the curvature methods (ratios to a baseline)")
+    _add_config_arguments(bench)
+    bench.add_argument("--repeats", type=int, default=5, help="timed repetitions (median and spread)")
+    bench.add_argument("--exact", action="store_true", help="also time the exact GGN (slow)")
+    bench.add_argument("--out", default=None, help="folder for bench.json (with provenance)")
+    bench.set_defaults(run=_cmd_bench)
 
     book = commands.add_parser("book", help="keep the paired chapter notebooks in sync")
     book_commands = book.add_subparsers(dest="book_command", required=True, metavar="ACTION")

@@ -1,0 +1,169 @@
+"""`bayesnas-book bench`: what a search step costs, as ratios against a baseline in the same process.
+
+For the supernet of a profile, on synthetic data of the profile's image shape and batch size:
+
+* images per second of a weight step (forward, backward, SGD; switches frozen) — the baseline;
+* images per second of a switch step (the same plus the reweighted group penalty and switch
+  gradients), as a ratio to the weight step;
+* each curvature method (``recursion``, ``mc_ggn``, ``exact_ggn`` where affordable) per batch, as a
+  ratio to one forward+backward of the same batch;
+* the share of a whole search's wall time spent outside weight training (curvature and update),
+  projected from these per-step costs and the profile's schedule, and the projected wall time of
+  the whole search on this device.
+
+Every figure is the median over ``repeats`` timed repetitions, with the spread (min, max); the
+timings of the methods being compared are interleaved, so a drifting machine load hits all alike.
+Results print as a table and are written as JSON with provenance. Timings never enter a test.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from bayesnas_book.bayes.laplace import initial_state, penalty_weights, switch_penalty
+from bayesnas_book.config import RunConfig, config_to_dict
+from bayesnas_book.curvature.api import switch_curvature
+from bayesnas_book.device import resolve_device
+from bayesnas_book.provenance import provenance_record, write_json
+from bayesnas_book.seeding import seed_everything
+from bayesnas_book.space.supernet import CELL_TYPES, Supernet, SupernetSpec
+
+__all__ = ["IMAGE_SHAPES", "bench_search", "format_bench"]
+
+IMAGE_SHAPES = {"digits": (1, 8, 8), "cifar10": (3, 32, 32), "mnist": (1, 28, 28)}
+TRAIN_IMAGES = {"digits": 1078, "cifar10": 45_000, "mnist": 54_000}  # search-training images after validation
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _interleaved(functions: dict[str, Callable[[], None]], device: torch.device, repeats: int, warmup: int) -> dict[str, list[float]]:
+    for _ in range(warmup):
+        for fn in functions.values():
+            fn()
+    _sync(device)
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, fn in functions.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def bench_search(config: RunConfig, repeats: int = 5, warmup: int = 2, exact: bool = False) -> dict[str, Any]:
+    """Measure a search step of ``config``'s supernet (see the module docstring).
+
+    Args:
+        config: the run configuration (``search`` section, ``data.batch_size``, ``data.dataset``).
+        repeats: timed repetitions (median and spread), >= 1.
+        warmup: untimed repetitions first, >= 0.
+        exact: also time ``exact_ggn`` (tens of forward+backward passes per batch: opt-in).
+
+    Returns:
+        A JSON-ready dict: ``rows`` (name, seconds median/min/max, images_per_s, ratio), ``share``
+        (projected share of search wall time outside weight training), ``projected_search_s``.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"`repeats` must be >= 1 and `warmup` >= 0, got {repeats} and {warmup}")
+    seed_everything(config.seed, deterministic=config.deterministic, num_threads=config.num_threads)
+    device = resolve_device(config.device)
+    shape = IMAGE_SHAPES[config.data.dataset] if config.data.dataset in IMAGE_SHAPES else (3, 32, 32)
+    search, B = config.search, config.data.batch_size
+    model = Supernet(SupernetSpec(in_channels=shape[0], num_classes=10, channels=search.channels, layout=search.layout,
+                                  stem_multiplier=search.stem_multiplier, space=search.space)).to(device).train()
+    x = torch.randn(B, *shape, device=device)
+    y = torch.randint(0, 10, (B,), device=device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=search.momentum)
+    omega = {kind: initial_state(model.graphs[kind], dtype=torch.float32)[1].to(device) for kind in CELL_TYPES}
+    switches = model.switch_parameters()
+
+    def weight_step() -> None:
+        for p in switches:
+            p.requires_grad_(False)
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    def switch_step() -> None:
+        for p in switches:
+            p.requires_grad_(True)
+        optimizer.zero_grad(set_to_none=True)
+        penalty = sum(switch_penalty(model.switch_values(k), penalty_weights(omega[k], search.lambda_o, search.lambda_c))
+                      for k in CELL_TYPES)
+        (F.cross_entropy(model(x), y) + penalty).backward()
+        optimizer.step()
+
+    def forward_backward() -> None:
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+
+    functions: dict[str, Callable[[], None]] = {"forward+backward": forward_backward, "weight step": weight_step,
+                                                "switch step": switch_step}
+    for method in ("recursion", "mc_ggn"):
+        functions[f"curvature {method}"] = (lambda m=method: switch_curvature(model, [(x, y)], method=m))
+    if exact:
+        functions["curvature exact_ggn"] = lambda: switch_curvature(model, [(x, y)], method="exact_ggn")
+    times = _interleaved(functions, device, repeats, warmup)
+    baseline = statistics.median(times["forward+backward"])
+    rows = []
+    for name, values in times.items():
+        median = statistics.median(values)
+        rows.append({"name": name, "median_s": median, "min_s": min(values), "max_s": max(values),
+                     "images_per_s": B / median, "ratio_to_forward_backward": median / baseline})
+    by_name = {r["name"]: r["median_s"] for r in rows}
+    train_images = TRAIN_IMAGES.get(config.data.dataset, 45_000)
+    warm_steps = search.warmup_epochs * train_images * search.warmup_fraction / B
+    switch_steps = search.rounds * search.switch_epochs * train_images * (1 - search.warmup_fraction) / B
+    curvature = search.rounds * search.curvature_batches * by_name[f"curvature {search.curvature_method}"] \
+        if f"curvature {search.curvature_method}" in by_name else float("nan")
+    training = warm_steps * by_name["weight step"] + switch_steps * by_name["switch step"]
+    return {
+        "device": str(device),
+        "batch_size": B,
+        "image_shape": list(shape),
+        "switches": sum(p.numel() for p in switches),
+        "weights": sum(p.numel() for p in model.weight_parameters()),
+        "repeats": repeats,
+        "rows": rows,
+        "share_outside_weight_training": curvature / (training + curvature),
+        "projected_search_s": training + curvature,
+        "projected_search_gpu_days": (training + curvature) / 86_400 if device.type == "cuda" else None,
+    }
+
+
+def format_bench(result: dict[str, Any]) -> str:
+    """The benchmark as a text table."""
+    lines = [f"supernet: {result['switches']} switches, {result['weights']:,} weights; batch {result['batch_size']} "
+             f"of {tuple(result['image_shape'])} on {result['device']} (median of {result['repeats']})",
+             f"{'step':<22}{'median ms':>11}{'min..max ms':>17}{'images/s':>11}{'x fwd+bwd':>11}"]
+    for row in result["rows"]:
+        spread = f"{1e3 * row['min_s']:.1f}..{1e3 * row['max_s']:.1f}"
+        lines.append(f"{row['name']:<22}{1e3 * row['median_s']:>11.1f}{spread:>17}{row['images_per_s']:>11.0f}"
+                     f"{row['ratio_to_forward_backward']:>11.2f}")
+    lines.append(f"projected search: {result['projected_search_s']:.0f} s, "
+                 f"{100 * result['share_outside_weight_training']:.1f}% of it outside weight training")
+    return "\n".join(lines)
+
+
+def run_bench(config: RunConfig, out: str | Path | None, repeats: int = 5, exact: bool = False) -> dict[str, Any]:
+    """Benchmark, print-ready, and write ``bench.json`` with provenance when ``out`` is given."""
+    started = time.time()
+    result = bench_search(config, repeats=repeats, exact=exact)
+    if out is not None:
+        path = Path(out)
+        path.mkdir(parents=True, exist_ok=True)
+        record = provenance_record(config_to_dict(config), resolve_device(config.device), started)
+        write_json(path / "bench.json", {"result": result, "provenance": record})
+    return result
