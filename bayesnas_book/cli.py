@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bayesnas_book import __version__
-from bayesnas_book.config import PROFILES, ConfigError, config_to_dict, load_config
+from bayesnas_book.config import PROFILES, ConfigError, RunConfig, config_to_dict, load_config
 
 __all__ = ["build_parser", "main"]
 
@@ -39,6 +39,20 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
         help="override one config value, e.g. --set data.batch_size=32 (repeatable)",
     )
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
+    """The options `search` and `train` share: dataset, seed, output folder, resume, progress."""
+    parser.add_argument("--dataset", choices=("digits", "cifar10", "mnist"), default=None, help="overrides data.dataset")
+    parser.add_argument("--seed", type=int, default=None, help="overrides seed")
+    parser.add_argument("--out", default=None, help=f"output folder (default runs/{kind}-PROFILE-DATASET-seedN)")
+    parser.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _run_folder(args: argparse.Namespace, config: RunConfig, kind: str) -> Path:
+    """``--out``, or ``runs/KIND-PROFILE-DATASET-seedN``."""
+    return Path(args.out) if args.out else Path("runs") / f"{kind}-{config.profile}-{config.data.dataset}-seed{config.seed}"
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -81,7 +95,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         if value is not None:
             overrides.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
     config = load_config(args.profile, args.config, overrides)
-    out = Path(args.out) if args.out else Path("runs") / f"search-{config.profile}-{config.data.dataset}-seed{config.seed}"
+    out = _run_folder(args, config, "search")
     try:
         result = run_search(config, out=out, resume=args.resume, progress=not args.no_progress)
     except (SearchError, DatasetError, PruningError) as error:
@@ -106,7 +120,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = load_config(args.profile, args.config, overrides)
     try:
         genotype = load_genotype(args.genotype)
-        out = Path(args.out) if args.out else Path("runs") / f"train-{config.profile}-{config.data.dataset}-seed{config.seed}"
+        out = _run_folder(args, config, "train")
         result = train_genotype(genotype, config, out=out, resume=args.resume, progress=not args.no_progress)
     except (GenotypeError, DatasetError, TrainError) as error:
         raise UserError(str(error)) from None
@@ -180,25 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = commands.add_parser("search", help="run the BayesNAS search (Algorithm 1) and draw the found cells")
     _add_config_arguments(search)
-    search.add_argument("--dataset", choices=("digits", "cifar10", "mnist"), default=None, help="overrides data.dataset")
+    _add_run_arguments(search, "search")
     search.add_argument("--space", choices=("bayesnas", "darts"), default=None, help="overrides search.space")
     search.add_argument("--lambda-o", type=float, default=None, help="parent (edge) penalty lambda_o (paper: 0.01, 0.007, 0.005)")
     search.add_argument("--lambda-c", type=float, default=None, help="child (op) penalty lambda_c")
     search.add_argument("--rounds", type=int, default=None, help="train-and-update rounds T")
-    search.add_argument("--seed", type=int, default=None, help="overrides seed")
-    search.add_argument("--out", default=None, help="output folder (default runs/search-PROFILE-DATASET-seedN)")
-    search.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
-    search.add_argument("--no-progress", action="store_true", help="no progress bars")
     search.set_defaults(run=_cmd_search)
 
     train = commands.add_parser("train", help="train the evaluation network of a genotype (official name or JSON file)")
     _add_config_arguments(train)
     train.add_argument("--genotype", required=True, help="a genotype JSON file (from `search`) or an official name, e.g. bayesnas_cifar10_lambda0.01")
-    train.add_argument("--dataset", choices=("digits", "cifar10", "mnist"), default=None, help="overrides data.dataset")
-    train.add_argument("--seed", type=int, default=None, help="overrides seed")
-    train.add_argument("--out", default=None, help="output folder (default runs/train-PROFILE-DATASET-seedN)")
-    train.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
-    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_run_arguments(train, "train")
     train.set_defaults(run=_cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="test a finished `train` run: top-1/top-5 error, parameters, MACs")

@@ -43,7 +43,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
 from bayesnas_book.atomic import atomic_write_bytes
@@ -222,22 +221,13 @@ class SearchRun:
 
     # -- the Bayesian update -----------------------------------------------------------------
 
-    def _ordered_switches(self, kind: str) -> list[nn.Module]:
-        modules = []
-        for i in self.model.cell_indices(kind):
-            for edge in self.model.cells[i].edges:
-                modules.append(edge.parent)
-                modules += [edge.switches[name] for name in edge.op_names]
-        return modules
-
     def curvature(self, step_index: int) -> dict[str, torch.Tensor]:
         """Diagonal curvature of the mean NLL in every switch, per cell type ``(N, E, 1 + K)``."""
         search = self.config.search
         loader = epoch_loader(self.data.switch, self.config.data.batch_size, self.config.seed, 10_000 + step_index)
         batches = [(x.to(self.device), y.to(self.device)) for x, y in take(loader, search.curvature_batches)]
         self.model.train()  # BatchNorm with batch statistics, as in training
-        ordered = {kind: self._ordered_switches(kind) for kind in CELL_TYPES}
-        everything = [m for kind in CELL_TYPES for m in ordered[kind]]
+        everything = [m for kind in CELL_TYPES for m in self.model.switch_modules(kind)]
         options = {}
         if search.curvature_method == "mc_ggn":  # labels drawn from a generator of (seed, step): resumable
             options["generator"] = torch.Generator(self.device).manual_seed(self.config.seed * 1_000_003 + 20_000 + step_index)

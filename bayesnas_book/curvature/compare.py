@@ -364,13 +364,7 @@ def _batchnorm_mode(model: nn.Module, mode: str) -> Iterator[None]:
 
 def _ordered_switches(model: Supernet) -> list[Switch]:
     """Per cell type, per cell, per edge: parent, then the child switches in op order."""
-    modules: list[Switch] = []
-    for kind in CELL_TYPES:
-        for i in model.cell_indices(kind):
-            for edge in model.cells[i].edges:
-                modules.append(edge.parent)
-                modules += [edge.switches[name] for name in edge.op_names]
-    return modules
+    return [m for kind in CELL_TYPES for m in model.switch_modules(kind)]
 
 
 def _check_spec(spec: Any, argument: str) -> MethodSpec:

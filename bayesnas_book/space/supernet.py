@@ -117,6 +117,16 @@ class Supernet(nn.Module):
         for i, row in zip(indices, values):
             self.cells[i].load_switch_values(row)
 
+    def switch_modules(self, kind: str) -> list[nn.Module]:
+        """The :class:`~bayesnas_book.space.switch.Switch` modules of one cell type in the layout of
+        :meth:`switch_values` flattened: per cell, per edge, the parent then the ops in order."""
+        modules: list[nn.Module] = []
+        for i in self.cell_indices(kind):
+            for edge in self.cells[i].edges:
+                modules.append(edge.parent)
+                modules += [edge.switches[name] for name in edge.op_names]
+        return modules
+
     def switch_parameters(self) -> list[nn.Parameter]:
         """Every switch parameter (the architecture parameters)."""
         return [p for name, p in self.named_parameters() if _is_switch(name)]
