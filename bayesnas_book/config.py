@@ -118,6 +118,9 @@ def _layout(value: str) -> bool:
     return bool(value) and not set(value) - {"N", "R"}
 
 
+AMP_MODES = ("off", "auto", "bf16", "fp16")
+
+
 @dataclass
 class SearchConfig:
     """Algorithm 1 (PAPER.md sections 1-6): the supernet, the schedule, the priors, the pruning."""
@@ -158,11 +161,16 @@ class SearchConfig:
     cutout: int = field(default=16, metadata={"check": (_non_negative, "must be >= 0")})
     # max_batches_per_epoch: 0 = whole split; a positive number caps every epoch (smoke runs)
     max_batches_per_epoch: int = field(default=0, metadata={"check": (_non_negative, "must be >= 0")})
+    # the GPU fast path (issue 8): amp = off, auto (bf16 on a CUDA GPU that has it), bf16, fp16
+    # (CUDA, with a GradScaler) for the supernet forward and the curvature sweep (curvature is
+    # still accumulated in float64); channels_last = NHWC; compile = torch.compile the training forward
+    amp: str = field(default="off", metadata={"choices": AMP_MODES})
+    channels_last: bool = False
+    compile: bool = False
 
 
 SCHEDULES = ("cosine", "exponential", "constant")
 LR_UPDATES = ("epoch", "batch")
-AMP_MODES = ("off", "auto", "bf16", "fp16")
 
 
 def _probability(value: float) -> bool:

@@ -30,6 +30,13 @@ ends with the same genotype as an uninterrupted run (on a CPU).
    Departures from the official code, each a fix of a defect listed in PAPER.md: disjoint data
    splits; a deterministic start ``gamma = omega = 1``; curvature over all classes, averaged
    over many batches; omega summed over every cell of a type (not the last cell's only).
+
+The GPU fast path (``search.amp``, ``search.channels_last``, ``search.compile``): the supernet
+forward runs under autocast (bf16, or fp16 with a ``GradScaler``) in NHWC, the switch penalty and
+the curvature sweep stay in float32 (curvature accumulated in float64), and the training loop keeps
+its running sums on the device, so nothing waits for the GPU inside an epoch except the progress
+bar's refresh every :data:`PROGRESS_EVERY` steps. With everything off (the quick profile) the loop
+computes exactly what it did without the fast path.
 """
 
 from __future__ import annotations
@@ -59,10 +66,12 @@ from bayesnas_book.seeding import seed_everything
 from bayesnas_book.space.derive import derive_cell, magnitude_cell
 from bayesnas_book.space.genotype import Genotype, save_genotype
 from bayesnas_book.space.supernet import CELL_TYPES, Supernet, SupernetSpec
+from bayesnas_book.train.precision import amp_dtype, autocast, to_memory_format
 
 __all__ = ["SearchError", "SearchResult", "SearchRun", "run_search", "search_schedule"]
 
 CHECKPOINT = "checkpoint.pt"
+PROGRESS_EVERY = 20  # steps between progress-bar refreshes (each one waits for the device)
 # Files a finished or running search writes into its output folder.
 OUTPUTS = ("genotype.json", "genotype_magnitude.json", "cells.png", "history.json", "metrics.jsonl", "provenance.json")
 
@@ -118,6 +127,14 @@ class SearchRun:
             space=search.space,
         )
         self.model = Supernet(spec).to(self.device)
+        try:
+            self.amp_dtype = amp_dtype(search.amp, self.device)
+        except ValueError as error:
+            raise SearchError(f"`search.amp`: {error}") from None
+        if search.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward: Callable[[torch.Tensor], torch.Tensor] = torch.compile(self.model) if search.compile else self.model
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         missing = [kind for kind in CELL_TYPES if not self.model.cell_indices(kind)]
         if missing:
             raise SearchError(f"`search.layout` {search.layout!r} has no {missing[0]} cell; it needs at least one N and one R")
@@ -166,36 +183,44 @@ class SearchRun:
         self.model.train()
         loader = epoch_loader(dataset, self.config.data.batch_size, self.config.seed, step_index, num_workers=self.config.data.num_workers)
         total = len(loader) if not search.max_batches_per_epoch else min(len(loader), search.max_batches_per_epoch)
-        sums = {"loss": 0.0, "penalty": 0.0, "correct": 0, "seen": 0}
+        # running sums stay on the device (float64, as Python floats would be): no sync per step
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        penalty_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        seen = 0
         started = time.perf_counter()
         bar = tqdm(take(loader, search.max_batches_per_epoch), total=total, disable=not self.progress,
                    desc=f"{step['phase']} r{step['round']} e{step['epoch']}", leave=False)
-        for x, y in bar:
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            logits = self.model(x)
-            loss = F.cross_entropy(logits, y)
+        for index, (x, y) in enumerate(bar):
+            x = to_memory_format(x.to(self.device, non_blocking=True), search.channels_last)
+            y = y.to(self.device, non_blocking=True)
+            with autocast(self.device, self.amp_dtype):
+                logits = self.forward(x)
+                loss = F.cross_entropy(logits, y)
             penalty = self._penalty() if switches_train else torch.zeros((), device=self.device)
             self.optimizer.zero_grad(set_to_none=True)
-            (loss + penalty).backward()
-            self.optimizer.step()
+            self.scaler.scale(loss + penalty).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             if switches_train:
                 self._enforce_pruning()
             B = y.shape[0]
-            sums["loss"] += float(loss.detach()) * B
-            sums["penalty"] += float(penalty.detach()) * B
-            sums["correct"] += int((logits.argmax(1) == y).sum())
-            sums["seen"] += B
-            if self.progress:
+            loss_sum += loss.detach().to(torch.float64) * B
+            penalty_sum += penalty.detach().to(torch.float64) * B
+            correct += (logits.argmax(1) == y).sum()
+            seen += B
+            if self.progress and (index + 1) % PROGRESS_EVERY == 0:
                 elapsed = time.perf_counter() - started
-                bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.3f}", acc=f"{sums['correct'] / sums['seen']:.3f}",
-                                img_s=f"{sums['seen'] / max(elapsed, 1e-9):.0f}")
+                bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{int(correct) / seen:.3f}",
+                                img_s=f"{seen / max(elapsed, 1e-9):.0f}")
+        totals = {"loss": float(loss_sum), "penalty": float(penalty_sum), "correct": int(correct)}  # one sync
         elapsed = time.perf_counter() - started
         self.timings["switch_training_s" if switches_train else "weight_training_s"] += elapsed
-        seen = max(sums["seen"], 1)
+        images, seen = seen, max(seen, 1)
         return {
             "phase": step["phase"], "round": step["round"], "epoch": step["epoch"],
-            "loss": sums["loss"] / seen, "penalty": sums["penalty"] / seen, "accuracy": sums["correct"] / seen,
-            "images": sums["seen"], "seconds": elapsed, "images_per_s": sums["seen"] / max(elapsed, 1e-9),
+            "loss": totals["loss"] / seen, "penalty": totals["penalty"] / seen, "accuracy": totals["correct"] / seen,
+            "images": images, "seconds": elapsed, "images_per_s": images / max(elapsed, 1e-9),
             "validation_accuracy": self.evaluate(),
         }
 
@@ -214,7 +239,8 @@ class SearchRun:
         with batchnorm_stats_frozen(self.model):
             loader = epoch_loader(self.data.validation, max(self.config.data.batch_size, 256), 0, 0, shuffle=False)
             for x, y in take(loader, self.config.search.max_batches_per_epoch):
-                logits = self.model(x.to(self.device))
+                with autocast(self.device, self.amp_dtype):
+                    logits = self.model(to_memory_format(x.to(self.device), self.config.search.channels_last))
                 correct += int((logits.argmax(1).cpu() == y).sum())
                 seen += y.shape[0]
         return correct / max(seen, 1)
@@ -225,13 +251,15 @@ class SearchRun:
         """Diagonal curvature of the mean NLL in every switch, per cell type ``(N, E, 1 + K)``."""
         search = self.config.search
         loader = epoch_loader(self.data.switch, self.config.data.batch_size, self.config.seed, 10_000 + step_index)
-        batches = [(x.to(self.device), y.to(self.device)) for x, y in take(loader, search.curvature_batches)]
+        batches = [(to_memory_format(x.to(self.device), search.channels_last), y.to(self.device))
+                   for x, y in take(loader, search.curvature_batches)]
         self.model.train()  # BatchNorm with batch statistics, as in training
         everything = [m for kind in CELL_TYPES for m in self.model.switch_modules(kind)]
         options = {}
         if search.curvature_method == "mc_ggn":  # labels drawn from a generator of (seed, step): resumable
             options["generator"] = torch.Generator(self.device).manual_seed(self.config.seed * 1_000_003 + 20_000 + step_index)
-        estimate = switch_curvature(self.model, batches, method=search.curvature_method, switches=everything, **options)
+        with autocast(self.device, self.amp_dtype):  # the sweep itself runs in float32 (recursion.GNTape)
+            estimate = switch_curvature(self.model, batches, method=search.curvature_method, switches=everything, **options)
         result, start = {}, 0
         for kind in CELL_TYPES:
             shape = self.model.switch_values(kind).shape
@@ -304,6 +332,7 @@ class SearchRun:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "gamma": self.gamma, "omega": self.omega, "alive": self.alive,
             "pruning_keep": {k: v.keep for k, v in self.pruning.items()},
             "history": self.history, "metrics": self.metrics,
@@ -313,6 +342,8 @@ class SearchRun:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):  # empty when the scaler is disabled (no fp16)
+            self.scaler.load_state_dict(state["scaler"])
         self.gamma, self.omega, self.alive = state["gamma"], state["omega"], state["alive"]
         self.history, self.metrics = state["history"], state["metrics"]
         self.completed, self.timings = state["completed"], state["timings"]

@@ -104,3 +104,33 @@ def test_search_command(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["search", "--dataset", "cifar10", "--out", str(tmp_path / "c10"), "--no-progress", *sets]) == 2
     err = capsys.readouterr().err
     assert "bayesnas-book data cifar10" in err and "Traceback" not in err
+
+
+def test_the_fast_path_off_changes_nothing_and_channels_last_agrees(tmp_path) -> None:
+    plain = run_search(tiny(), out=tmp_path / "plain")
+    nhwc = run_search(tiny("search.channels_last=true"), out=tmp_path / "nhwc")
+    assert nhwc.genotype == plain.genotype
+    for a, b in zip(plain.metrics, nhwc.metrics, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+
+
+def test_bf16_search_runs_on_cpu_and_keeps_curvature_finite(tmp_path) -> None:
+    result = run_search(tiny("search.amp=\"bf16\""), out=tmp_path / "bf16")
+    for record in result.history:
+        for kind in ("normal", "reduction"):
+            curvature = torch.tensor(record[kind]["curvature"])
+            assert torch.isfinite(curvature).all() and (curvature >= 0).all()
+    assert all(m["loss"] == m["loss"] for m in result.metrics)  # not NaN
+
+
+def test_fp16_search_on_a_cpu_is_refused_with_the_fix(tmp_path) -> None:
+    with pytest.raises(SearchError, match=r"search.amp.*fp16.*CUDA.*amp=bf16 or amp=off"):
+        run_search(tiny("search.amp=\"fp16\""), out=tmp_path / "fp16")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fp16_channels_last_search_on_cuda(tmp_path) -> None:
+    result = run_search(tiny('device="cuda"', 'search.amp="fp16"', "search.channels_last=true"), out=tmp_path / "cuda")
+    assert result.genotype is not None
+    assert all(m["loss"] == m["loss"] for m in result.metrics)
