@@ -5,6 +5,10 @@ For the supernet of a profile, on synthetic data of the profile's image shape an
 * images per second of a weight step (forward, backward, SGD; switches frozen) — the baseline;
 * images per second of a switch step (the same plus the reweighted group penalty and switch
   gradients), as a ratio to the weight step;
+* the same switch step on the *straightforward* supernet — the shape of the official code: every
+  op computed and summed in Python per edge, float32, NCHW, eager, the loss read back with
+  ``.item()`` every step — and the speed-up of the profile's fast path (``search.amp``,
+  ``search.channels_last``, ``search.compile``) over it, with the peak memory of both on a GPU;
 * each curvature method (``recursion``, ``mc_ggn``, ``exact_ggn`` where affordable) per batch, as a
   ratio to one forward+backward of the same batch;
 * the share of a whole search's wall time spent outside weight training (curvature and update),
@@ -34,8 +38,9 @@ from bayesnas_book.device import resolve_device
 from bayesnas_book.provenance import provenance_record, write_json
 from bayesnas_book.seeding import seed_everything
 from bayesnas_book.space.supernet import CELL_TYPES, Supernet, SupernetSpec
+from bayesnas_book.train.precision import amp_dtype, autocast, to_memory_format
 
-__all__ = ["IMAGE_SHAPES", "bench_search", "format_bench"]
+__all__ = ["IMAGE_SHAPES", "bench_search", "format_bench", "peak_memory_bytes", "summarize_times", "time_interleaved"]
 
 IMAGE_SHAPES = {"digits": (1, 8, 8), "cifar10": (3, 32, 32), "mnist": (1, 28, 28)}
 TRAIN_IMAGES = {"digits": 1078, "cifar10": 45_000, "mnist": 54_000}  # search-training images after validation
@@ -46,7 +51,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _interleaved(functions: dict[str, Callable[[], None]], device: torch.device, repeats: int, warmup: int) -> dict[str, list[float]]:
+def time_interleaved(functions: dict[str, Callable[[], None]], device: torch.device, repeats: int, warmup: int) -> dict[str, list[float]]:
+    """Wall seconds of each function, ``repeats`` times, the functions interleaved in every round.
+
+    Args:
+        functions: name -> a function that runs one step.
+        device: synchronised before and after each call (CUDA work is asynchronous).
+        repeats: timed rounds; warmup: untimed rounds first.
+
+    Returns:
+        name -> ``repeats`` durations in seconds.
+    """
     for _ in range(warmup):
         for fn in functions.values():
             fn()
@@ -62,7 +77,42 @@ def _interleaved(functions: dict[str, Callable[[], None]], device: torch.device,
     return times
 
 
-def bench_search(config: RunConfig, repeats: int = 5, warmup: int = 2, exact: bool = False) -> dict[str, Any]:
+def summarize_times(times: dict[str, list[float]], batch_size: int, baseline: str) -> list[dict[str, Any]]:
+    """Rows of median / min / max seconds, images per second and the ratio to ``baseline``'s median."""
+    reference = statistics.median(times[baseline])
+    rows = []
+    for name, values in times.items():
+        median = statistics.median(values)
+        rows.append({"name": name, "median_s": median, "min_s": min(values), "max_s": max(values),
+                     "images_per_s": batch_size / median, "ratio_to_baseline": median / reference})
+    return rows
+
+
+def peak_memory_bytes(step: Callable[[], None], device: torch.device) -> int | None:
+    """Peak CUDA memory one call of ``step`` allocates above what was held before it; ``None`` off CUDA."""
+    if device.type != "cuda":
+        return None
+    _sync(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step()
+    _sync(device)
+    return torch.cuda.max_memory_allocated(device) - before
+
+
+def _supernet(config: RunConfig, shape: tuple[int, ...], device: torch.device, fast: bool) -> Supernet:
+    """The profile's supernet, seeded the same way; ``fast`` applies ``search.channels_last``."""
+    torch.manual_seed(config.seed)
+    search = config.search
+    model = Supernet(SupernetSpec(in_channels=shape[0], num_classes=10, channels=search.channels, layout=search.layout,
+                                  stem_multiplier=search.stem_multiplier, space=search.space)).to(device).train()
+    if fast and search.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def bench_search(config: RunConfig, repeats: int = 5, warmup: int = 2, exact: bool = False,
+                 straightforward: bool = True) -> dict[str, Any]:
     """Measure a search step of ``config``'s supernet (see the module docstring).
 
     Args:
@@ -70,6 +120,7 @@ def bench_search(config: RunConfig, repeats: int = 5, warmup: int = 2, exact: bo
         repeats: timed repetitions (median and spread), >= 1.
         warmup: untimed repetitions first, >= 0.
         exact: also time ``exact_ggn`` (tens of forward+backward passes per batch: opt-in).
+        straightforward: also time the straightforward supernet's switch step (the fast path's baseline).
 
     Returns:
         A JSON-ready dict: ``rows`` (name, seconds median/min/max, images_per_s, ratio), ``share``
@@ -81,48 +132,75 @@ def bench_search(config: RunConfig, repeats: int = 5, warmup: int = 2, exact: bo
     device = resolve_device(config.device)
     shape = IMAGE_SHAPES[config.data.dataset] if config.data.dataset in IMAGE_SHAPES else (3, 32, 32)
     search, B = config.search, config.data.batch_size
-    model = Supernet(SupernetSpec(in_channels=shape[0], num_classes=10, channels=search.channels, layout=search.layout,
-                                  stem_multiplier=search.stem_multiplier, space=search.space)).to(device).train()
+    dtype = amp_dtype(search.amp, device)
+    model = _supernet(config, shape, device, fast=True)
+    plain = _supernet(config, shape, device, fast=False)
+    forward = torch.compile(model) if search.compile else model
     x = torch.randn(B, *shape, device=device)
     y = torch.randint(0, 10, (B,), device=device)
+    x_fast = to_memory_format(x, search.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=search.momentum)
+    plain_optimizer = torch.optim.SGD(plain.parameters(), lr=1e-3, momentum=search.momentum)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     omega = {kind: initial_state(model.graphs[kind], dtype=torch.float32)[1].to(device) for kind in CELL_TYPES}
     switches = model.switch_parameters()
+
+    def penalty(net: Supernet) -> torch.Tensor:
+        return sum(switch_penalty(net.switch_values(k), penalty_weights(omega[k], search.lambda_o, search.lambda_c))
+                   for k in CELL_TYPES)
 
     def weight_step() -> None:
         for p in switches:
             p.requires_grad_(False)
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        optimizer.step()
+        with autocast(device, dtype):
+            loss = F.cross_entropy(forward(x_fast), y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
 
     def switch_step() -> None:
         for p in switches:
             p.requires_grad_(True)
         optimizer.zero_grad(set_to_none=True)
-        penalty = sum(switch_penalty(model.switch_values(k), penalty_weights(omega[k], search.lambda_o, search.lambda_c))
-                      for k in CELL_TYPES)
-        (F.cross_entropy(model(x), y) + penalty).backward()
-        optimizer.step()
+        with autocast(device, dtype):
+            loss = F.cross_entropy(forward(x_fast), y)
+        scaler.scale(loss + penalty(model)).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    def straightforward_step() -> None:
+        plain_optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(plain(x), y)
+        (loss + penalty(plain)).backward()
+        plain_optimizer.step()
+        loss.item()  # the official loop logs the loss every step: a host synchronisation
 
     def forward_backward() -> None:
         model.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        with autocast(device, dtype):
+            loss = F.cross_entropy(forward(x_fast), y)
+        loss.backward()
+
+    def curvature(method: str) -> Callable[[], None]:
+        def run() -> None:
+            with autocast(device, dtype):
+                switch_curvature(model, [(x_fast, y)], method=method)
+        return run
 
     functions: dict[str, Callable[[], None]] = {"forward+backward": forward_backward, "weight step": weight_step,
                                                 "switch step": switch_step}
-    for method in ("recursion", "mc_ggn"):
-        functions[f"curvature {method}"] = (lambda m=method: switch_curvature(model, [(x, y)], method=m))
-    if exact:
-        functions["curvature exact_ggn"] = lambda: switch_curvature(model, [(x, y)], method="exact_ggn")
-    times = _interleaved(functions, device, repeats, warmup)
-    baseline = statistics.median(times["forward+backward"])
-    rows = []
-    for name, values in times.items():
-        median = statistics.median(values)
-        rows.append({"name": name, "median_s": median, "min_s": min(values), "max_s": max(values),
-                     "images_per_s": B / median, "ratio_to_forward_backward": median / baseline})
+    if straightforward:
+        functions["straightforward switch step"] = straightforward_step
+    for method in ("recursion", "mc_ggn") + (("exact_ggn",) if exact else ()):
+        functions[f"curvature {method}"] = curvature(method)
+    times = time_interleaved(functions, device, repeats, warmup)
+    rows = summarize_times(times, B, baseline="forward+backward")
+    for row in rows:
+        row["ratio_to_forward_backward"] = row.pop("ratio_to_baseline")
     by_name = {r["name"]: r["median_s"] for r in rows}
+    memory = {"switch step": peak_memory_bytes(switch_step, device),
+              "straightforward switch step": peak_memory_bytes(straightforward_step, device) if straightforward else None}
     train_images = TRAIN_IMAGES.get(config.data.dataset, 45_000)
     warm_steps = search.warmup_epochs * train_images * search.warmup_fraction / B
     switch_steps = search.rounds * search.switch_epochs * train_images * (1 - search.warmup_fraction) / B
@@ -136,7 +214,11 @@ def bench_search(config: RunConfig, repeats: int = 5, warmup: int = 2, exact: bo
         "switches": sum(p.numel() for p in switches),
         "weights": sum(p.numel() for p in model.weight_parameters()),
         "repeats": repeats,
+        "fast_path": {"amp": str(dtype).removeprefix("torch.") if dtype is not None else "off",
+                      "channels_last": search.channels_last, "compile": search.compile},
         "rows": rows,
+        "speedup_vs_straightforward": by_name["straightforward switch step"] / by_name["switch step"] if straightforward else None,
+        "peak_memory_bytes": memory,
         "share_outside_weight_training": curvature / (training + curvature),
         "projected_search_s": training + curvature,
         "projected_search_gpu_days": (training + curvature) / 86_400 if device.type == "cuda" else None,
@@ -147,23 +229,19 @@ def format_bench(result: dict[str, Any]) -> str:
     """The benchmark as a text table."""
     lines = [f"supernet: {result['switches']} switches, {result['weights']:,} weights; batch {result['batch_size']} "
              f"of {tuple(result['image_shape'])} on {result['device']} (median of {result['repeats']})",
-             f"{'step':<22}{'median ms':>11}{'min..max ms':>17}{'images/s':>11}{'x fwd+bwd':>11}"]
+             f"{'step':<30}{'median ms':>11}{'min..max ms':>17}{'images/s':>11}{'x fwd+bwd':>11}"]
     for row in result["rows"]:
         spread = f"{1e3 * row['min_s']:.1f}..{1e3 * row['max_s']:.1f}"
-        lines.append(f"{row['name']:<22}{1e3 * row['median_s']:>11.1f}{spread:>17}{row['images_per_s']:>11.0f}"
+        lines.append(f"{row['name']:<30}{1e3 * row['median_s']:>11.1f}{spread:>17}{row['images_per_s']:>11.0f}"
                      f"{row['ratio_to_forward_backward']:>11.2f}")
+    fast = result["fast_path"]
+    if result["speedup_vs_straightforward"] is not None:
+        lines.append(f"fast path (amp {fast['amp']}, channels_last {fast['channels_last']}, compile {fast['compile']}): "
+                     f"switch step {result['speedup_vs_straightforward']:.2f}x the straightforward one's images/s")
+    memory = result["peak_memory_bytes"]
+    if memory["switch step"] is not None and memory["straightforward switch step"] is not None:
+        lines.append(f"peak memory of a switch step: {memory['switch step'] / 2**20:.0f} MiB "
+                     f"(straightforward {memory['straightforward switch step'] / 2**20:.0f} MiB)")
     lines.append(f"projected search: {result['projected_search_s']:.0f} s, "
                  f"{100 * result['share_outside_weight_training']:.1f}% of it outside weight training")
     return "\n".join(lines)
-
-
-def run_bench(config: RunConfig, out: str | Path | None, repeats: int = 5, exact: bool = False) -> dict[str, Any]:
-    """Benchmark, print-ready, and write ``bench.json`` with provenance when ``out`` is given."""
-    started = time.time()
-    result = bench_search(config, repeats=repeats, exact=exact)
-    if out is not None:
-        path = Path(out)
-        path.mkdir(parents=True, exist_ok=True)
-        record = provenance_record(config_to_dict(config), resolve_device(config.device), started)
-        write_json(path / "bench.json", {"result": result, "provenance": record})
-    return result

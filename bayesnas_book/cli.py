@@ -6,7 +6,10 @@ message with exit status 2, never a traceback):
 * ``bayesnas-book info``: library version, device, profile and the resolved configuration
 * ``bayesnas-book search``: BayesNAS Algorithm 1; writes the genotype, its drawing, the history
 * ``bayesnas-book train --genotype G``, ``bayesnas-book evaluate RUN``: the found cells' network
-* ``bayesnas-book bench``: a search step's cost, as ratios against a forward+backward baseline
+* ``bayesnas-book transfer --genotype G --imagenet DIR``: the ImageNet mobile network (``train`` and
+  ``transfer`` also run under ``torchrun --nproc-per-node N -m bayesnas_book.cli ...``)
+* ``bayesnas-book compress --model M``: Bayesian gate pruning of LeNet / VGG and its baselines
+* ``bayesnas-book bench [--suite search|train|scaling|gpu-check]``: benchmarks as ratios to a baseline
 * ``bayesnas-book data NAME``: prepare or check a dataset (download where the network allows)
 * ``bayesnas-book book sync [--check]``: regenerate and execute the chapter notebooks
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,6 +129,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except (GenotypeError, DatasetError, TrainError) as error:
         raise UserError(str(error)) from None
     final = result.final
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 alone reports
+        return 0
     print(f"test top-1 error {100 * (1 - final['top1']):.2f}%, top-5 error {100 * (1 - final['top5']):.2f}% "
           f"after {result.epochs_completed} epochs; wrote {out}/model.pt, metrics.jsonl, provenance.json")
     return 0
@@ -145,14 +151,67 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_transfer(args: argparse.Namespace) -> int:
+    from bayesnas_book.data import DatasetError
+    from bayesnas_book.space.genotype import GenotypeError, load_genotype
+    from bayesnas_book.train import DistributedError, TrainError
+    from bayesnas_book.transfer import TransferError, train_transfer
+
+    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    config = load_config(args.profile, args.config, overrides)
+    out = Path(args.out) if args.out else Path("runs") / f"transfer-{config.profile}-imagenet-seed{config.seed}"
+    try:
+        genotype = load_genotype(args.genotype)
+        result = train_transfer(genotype, config, imagenet=args.imagenet, out=out, resume=args.resume,
+                                progress=not args.no_progress, stop_after=args.stop_after)
+    except (GenotypeError, DatasetError, TrainError, TransferError, DistributedError) as error:
+        raise UserError(str(error)) from None
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
+        final, done = result.final, result.epochs_completed
+        state = "finished" if result.finished else f"stopped after epoch {done} (continue with --resume)"
+        print(f"val top-1 error {100 * (1 - final['top1']):.2f}%, top-5 error {100 * (1 - final['top5']):.2f}% "
+              f"after {done} epochs, {state}; wrote {out}/checkpoint.pt, metrics.jsonl"
+              + (", model.pt, provenance.json" if result.finished else ""))
+    return 0
+
+
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from bayesnas_book.compress import CompressionError, run_compress
+    from bayesnas_book.data import DatasetError
+
+    overrides = list(args.overrides)
+    for flag, key in (("dataset", "data.dataset"), ("model", "compress.model"), ("seed", "seed")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
+    config = load_config(args.profile, args.config, overrides)
+    out = Path(args.out) if args.out else Path("runs") / f"compress-{config.compress.model}-{config.profile}-{config.data.dataset}-seed{config.seed}"
+    try:
+        result = run_compress(config, out=out, resume=args.resume, progress=not args.no_progress)
+    except (CompressionError, DatasetError) as error:
+        raise UserError(str(error)) from None
+    before = result.report["before"]
+    print(f"before: units {before['units_text']}, {before['params']:,} params, {before['macs']:,} MACs, "
+          f"test error {100 * result.report['methods']['pretrained']['test_error']:.2f}%")
+    for method in ("bayes", "magnitude", "group_lasso"):
+        entry = result.report["methods"][method]
+        print(f"{method}: units {entry['units_text']}, {entry['params']:,} params ({entry['compression']:.1f}x), "
+              f"{entry['macs']:,} MACs, test error {100 * entry['test_error']:.2f}%")
+    print(f"wrote {out}/report.json, history.json, metrics.jsonl, pruned_*.pt, provenance.json")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from bayesnas_book.bench import format_bench, run_bench
+    from bayesnas_book.bench_suites import BENCH_SUITES, run_suite
 
     config = load_config(args.profile, args.config, args.overrides)
-    result = run_bench(config, args.out, repeats=args.repeats, exact=args.exact)
-    print(format_bench(result))
+    if args.repeats < 1:
+        raise UserError(f"--repeats must be >= 1, got {args.repeats}")
+    _, text = run_suite(args.suite, config, args.out, repeats=args.repeats, exact=args.exact, compile=args.compile,
+                        tiny=args.tiny)
+    print(text)
     if args.out:
-        print(f"wrote {Path(args.out) / 'bench.json'}")
+        print(f"wrote {Path(args.out) / BENCH_SUITES[args.suite]}")
     return 0
 
 
@@ -207,15 +266,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(train, "train")
     train.set_defaults(run=_cmd_train)
 
-    evaluate = commands.add_parser("evaluate", help="test a finished `train` run: top-1/top-5 error, parameters, MACs")
+    evaluate = commands.add_parser("evaluate", help="test a finished `train` or `transfer` run: top-1/top-5 error, parameters, MACs")
     evaluate.add_argument("folder", metavar="RUN", help="the --out folder of a finished `bayesnas-book train` run")
     evaluate.set_defaults(run=_cmd_evaluate)
 
-    bench = commands.add_parser("bench", help="time a search step and the curvature methods (ratios to a baseline)")
+    transfer = commands.add_parser(
+        "transfer", help="train a genotype's ImageNet mobile network on an ImageFolder tree (torchrun for several GPUs)")
+    _add_config_arguments(transfer)
+    transfer.add_argument("--genotype", required=True, help="a genotype JSON file or an official name, e.g. bayesnas_imagenet")
+    transfer.add_argument("--imagenet", required=True, metavar="DIR", help="ImageFolder tree holding train/<class>/ and val/<class>/")
+    transfer.add_argument("--seed", type=int, default=None, help="overrides seed")
+    transfer.add_argument("--out", default=None, help="output folder (default runs/transfer-PROFILE-imagenet-seedN)")
+    transfer.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
+    transfer.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
+                          help="stop once this many epochs are done (a job time limit; continue with --resume)")
+    transfer.add_argument("--no-progress", action="store_true", help="no progress bars")
+    transfer.set_defaults(run=_cmd_transfer)
+
+    compress = commands.add_parser("compress", help="prune neurons and filters with the Bayesian gates; magnitude and group-lasso baselines")
+    _add_config_arguments(compress)
+    compress.add_argument("--model", choices=("lenet300", "lenet5", "vgg"), default=None, help="overrides compress.model")
+    _add_run_arguments(compress, "compress")
+    compress.set_defaults(run=_cmd_compress)
+
+    bench = commands.add_parser("bench", help="benchmarks as ratios to a baseline run in the same process (search, train, scaling, gpu-check)")
     _add_config_arguments(bench)
+    bench.add_argument("--suite", choices=("search", "train", "scaling", "gpu-check"), default="search",
+                       help="search: a search step and the curvature; train: evaluation training fp32/AMP/NHWC; "
+                            "scaling: cost vs batch/width/depth/switches; gpu-check: CUDA correctness + all at paper sizes")
     bench.add_argument("--repeats", type=int, default=5, help="timed repetitions (median and spread)")
-    bench.add_argument("--exact", action="store_true", help="also time the exact GGN (slow)")
-    bench.add_argument("--out", default=None, help="folder for bench.json (with provenance)")
+    bench.add_argument("--exact", action="store_true", help="search: also time the exact GGN (slow)")
+    bench.add_argument("--compile", action="store_true", help="train, gpu-check: add the torch.compile variant (compiling takes minutes)")
+    bench.add_argument("--tiny", action="store_true", help="gpu-check: toy sizes, to try the script on a CPU")
+    bench.add_argument("--out", default=None, help="folder for the suite's JSON (with provenance)")
     bench.set_defaults(run=_cmd_bench)
 
     book = commands.add_parser("book", help="keep the paired chapter notebooks in sync")
@@ -226,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell")
     sync.add_argument("names", nargs="*", help="chapter stems to sync (default: all)")
     sync.set_defaults(run=_cmd_book)
+
     return parser
 
 

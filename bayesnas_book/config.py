@@ -39,12 +39,15 @@ else:  # pragma: no cover - exercised only on Python 3.10
 __all__ = [
     "PROFILES",
     "ConfigError",
+    "CompressConfig",
     "DataConfig",
     "RunConfig",
     "NetworkConfig",
     "SearchConfig",
     "TrainConfig",
+    "TransferConfig",
     "train_config_problems",
+    "transfer_config_problems",
     "apply_overrides",
     "config_to_dict",
     "load_config",
@@ -268,6 +271,98 @@ class NetworkConfig:
     auxiliary: bool = False
 
 
+def _transfer_train_defaults() -> TrainConfig:
+    """The ImageNet protocol (PAPER.md section 6; the epochs, batch, schedule and decay are DARTS's)."""
+    return TrainConfig(epochs=250, batch_size=128, lr=0.1, weight_decay=3e-5, schedule="exponential", lr_decay=0.97,
+                       lr_decay_epochs=1, label_smoothing=0.1, grad_clip=5.0, drop_prob=0.0)
+
+
+def _at_least_32(value: int) -> bool:
+    return value >= 32
+
+
+@dataclass
+class TransferConfig:
+    """The ImageNet transfer (PAPER.md section 6): the mobile network of a genotype on an ImageFolder tree."""
+
+    # root: the folder holding train/ and val/ ("" = <data root>/imagenet); `transfer --imagenet DIR` sets it
+    root: str = ""
+    # channels, num_cells: the mobile network (official 48 and 14: 4.0M parameters, 431M MACs at 224)
+    channels: int = field(default=48, metadata={"check": (_positive, "must be > 0")})
+    num_cells: int = field(default=14, metadata={"check": (lambda v: v >= 3, "must be >= 3")})
+    # image_size: side of the random training crop and of the evaluation centre crop (official 224);
+    # the network halves the resolution five times
+    image_size: int = field(default=224, metadata={"check": (_at_least_32, "must be >= 32")})
+    # eval_resize: the shorter side is resized to this before the centre crop (DARTS 256 for 224)
+    eval_resize: int = field(default=256, metadata={"check": (_at_least_32, "must be >= 32")})
+    # min_crop_scale: RandomResizedCrop's smallest area fraction (torchvision's default 0.08)
+    min_crop_scale: float = field(default=0.08, metadata={"check": (_fraction, "must be strictly between 0 and 1")})
+    # color_jitter: brightness, contrast and saturation strength (official 0.4); hue: (official 0.2); 0 disables
+    color_jitter: float = field(default=0.4, metadata={"check": (_non_negative, "must be >= 0")})
+    hue: float = field(default=0.2, metadata={"check": (lambda v: 0.0 <= v <= 0.5, "must be in [0, 0.5]")})
+    # train: the [transfer.train] section, the same keys as [train]; label smoothing 0.1, clip 5
+    train: TrainConfig = field(default_factory=_transfer_train_defaults)
+
+
+def transfer_config_problems(config: TransferConfig, prefix: str = "transfer.") -> list[str]:
+    """Every rule ``config`` breaks, including those tying fields together (see :func:`train_config_problems`)."""
+    problems = validate(config, prefix)
+    problems += [p for p in train_config_problems(config.train, f"{prefix}train.") if p not in problems]
+    sizes_valid = not any(f"`{prefix}image_size`" in p or f"`{prefix}eval_resize`" in p for p in problems)
+    if sizes_valid and config.eval_resize < config.image_size:
+        problems.append(
+            f"`{prefix}eval_resize` must be >= `{prefix}image_size` ({config.image_size}), got {config.eval_resize}"
+        )
+    return problems
+
+
+COMPRESS_MODELS = ("lenet300", "lenet5", "vgg")
+
+
+def _sparsity(value: float) -> bool:
+    return 0.0 <= value < 1.0
+
+
+@dataclass
+class CompressConfig:
+    """Network compression with the gates' Bayesian update (PAPER.md section 6; bayesnas_book.compress)."""
+
+    # model: lenet300 (LeNet-300-100), lenet5 (LeNet-5-Caffe 20-50-800-500) or vgg (Zagoruyko's VGG-16, CIFAR-10)
+    model: str = field(default="lenet300", metadata={"choices": COMPRESS_MODELS})
+    # width: scales every layer's units (1 = the published networks)
+    width: float = field(default=1.0, metadata={"check": (lambda v: 0.0 < v <= 4.0, "must be in (0, 4]")})
+    # pretrain_epochs: weights only, gates at 1, before the first round (the "before" network)
+    pretrain_epochs: int = field(default=10, metadata={"check": (_non_negative, "must be >= 0")})
+    # gate_epochs: weights and gates with the reweighted penalty, per round
+    gate_epochs: int = field(default=5, metadata={"check": (_positive, "must be > 0")})
+    # rounds: train-update-prune rounds
+    rounds: int = field(default=3, metadata={"check": (_positive, "must be > 0")})
+    # finetune_epochs: weights only, pruned units held at 0, after the last round (cosine schedule)
+    finetune_epochs: int = field(default=5, metadata={"check": (_non_negative, "must be >= 0")})
+    # batch_size: images per SGD step in every phase
+    batch_size: int = field(default=64, metadata={"check": (_positive, "must be > 0")})
+    # lr, momentum: SGD (constant rate, cosine during fine-tuning); weight_decay on weights, not gates or biases
+    lr: float = field(default=0.05, metadata={"check": (_positive, "must be > 0")})
+    momentum: float = field(default=0.9, metadata={"check": (_non_negative, "must be >= 0")})
+    weight_decay: float = field(default=5e-4, metadata={"check": (_non_negative, "must be >= 0")})
+    # lambda_gate: lambda, the gates' penalty strength (the role of lambda_o for the switches)
+    lambda_gate: float = field(default=0.01, metadata={"check": (_positive, "must be > 0")})
+    # curvature_method: recursion (the fast diagonal GN), exact_ggn or mc_ggn; curvature_batches to average
+    curvature_method: str = field(default="recursion", metadata={"choices": ("recursion", "exact_ggn", "mc_ggn")})
+    curvature_batches: int = field(default=10, metadata={"check": (_positive, "must be > 0")})
+    # prune_threshold: prune a unit where gamma <= threshold; default 1/(2 pi e) (entropy <= 0)
+    prune_threshold: float = field(default_factory=_entropy_threshold_default, metadata={"check": (_positive, "must be > 0")})
+    # baseline_sparsity: 0 = the baselines keep as many units per layer as the Bayesian run (matched);
+    # a fraction in (0, 1) removes that share of every layer's units instead
+    baseline_sparsity: float = field(default=0.0, metadata={"check": (_sparsity, "must be in [0, 1)")})
+    # group_lasso: rho, the group-lasso baseline's strength (proximal steps on the same groups)
+    group_lasso: float = field(default=1e-3, metadata={"check": (_positive, "must be > 0")})
+    # augment: random crop and flip on CIFAR-10 (no cutout); MNIST and digits are never augmented
+    augment: bool = True
+    # max_batches_per_epoch: 0 = every batch; a positive number caps every epoch (smoke runs)
+    max_batches_per_epoch: int = field(default=0, metadata={"check": (_non_negative, "must be >= 0")})
+
+
 @dataclass
 class RunConfig:
     """The whole configuration of one run; later chapters add sections here."""
@@ -289,6 +384,8 @@ class RunConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    compress: CompressConfig = field(default_factory=CompressConfig)
 
 
 def _is_section(tp: Any) -> bool:
@@ -454,6 +551,7 @@ def load_config(
     problems += apply_overrides(config, overrides)
     problems += validate(config)
     problems += [p for p in train_config_problems(config.train) if p not in problems]
+    problems += [p for p in transfer_config_problems(config.transfer) if p not in problems]
     if problems:
         raise ConfigError(problems)
     return config

@@ -4,7 +4,9 @@ The network is :func:`~bayesnas_book.models.eval_net.cifar_network` (20 cells, C
 paper profile) on CIFAR-10, or the same macro structure, smaller, on the 8x8 digits in the
 quick profile. Training is the shared engine (:func:`bayesnas_book.train.train_model`); the
 output folder additionally holds ``genotype.json`` so that :func:`evaluate_run` can rebuild the
-network from the folder alone.
+network from the folder alone. Under ``torchrun`` the same call trains on every process
+(:mod:`bayesnas_book.train.distributed`); rank 0 writes the files. :func:`evaluate_run` also
+tests a `transfer` run (:mod:`bayesnas_book.transfer`).
 """
 
 from __future__ import annotations
@@ -19,15 +21,30 @@ from torch.utils.data import Dataset
 
 from bayesnas_book.config import RunConfig, config_to_dict, load_config
 from bayesnas_book.data import cifar10_dataset, digits_splits, mnist_dataset
-from bayesnas_book.data.transforms import cifar10_eval_transform, cifar10_train_transform, mnist_transform
+from bayesnas_book.data.transforms import (
+    cifar10_eval_transform,
+    cifar10_train_transform,
+    mnist_transform,
+)
 from bayesnas_book.device import resolve_device
 from bayesnas_book.models.counting import count_macs, count_parameters
 from bayesnas_book.models.eval_net import EvalNetwork, cifar_network
 from bayesnas_book.seeding import seed_everything
 from bayesnas_book.space.genotype import Genotype, load_genotype, save_genotype
-from bayesnas_book.train import TrainResult, evaluate, train_model
+from bayesnas_book.train import (
+    TrainResult,
+    evaluate,
+    init_distributed,
+    shutdown_distributed,
+    train_model,
+)
 
-__all__ = ["EvaluationReport", "build_network", "evaluate_run", "evaluation_data", "train_genotype"]
+__all__ = ["EvaluationError", "EvaluationReport", "build_network", "config_from_record", "evaluate_run", "evaluation_data", "load_weights",
+           "train_genotype"]
+
+
+class EvaluationError(ValueError):
+    """A finished run's files do not fit together (e.g. weights of another architecture)."""
 
 MOBILE_MACS = 600_000_000  # the mobile setting: fewer than 600M multiply-adds at 224 x 224
 
@@ -58,16 +75,32 @@ def build_network(genotype: Genotype, config: RunConfig, in_channels: int) -> Ev
 
 
 def train_genotype(genotype: Genotype, config: RunConfig, out: str | Path | None = None, resume: bool = False,
-                   progress: bool = False) -> TrainResult:
-    """Build, train and evaluate the network of ``genotype``; writes ``genotype.json`` beside the run."""
-    seed_everything(config.seed, deterministic=config.deterministic, num_threads=config.num_threads)
-    train_set, test_set, shape = evaluation_data(config)
-    network = build_network(genotype, config, shape[0])
-    result = train_model(network, train_set, test_set, config.train, out=out, resume=resume, device=config.device,
-                         progress=progress, seed=config.seed, num_workers=config.data.num_workers,
-                         run_config=config_to_dict(config))
-    if out is not None:
-        save_genotype(genotype, Path(out) / "genotype.json")
+                   progress: bool = False, stop_after: int | None = None) -> TrainResult:
+    """Build, train and evaluate the network of ``genotype``; writes ``genotype.json`` beside the run.
+
+    Launched by ``torchrun``, every process runs this call (``train.batch_size`` is the global
+    batch) and rank 0 writes the files.
+
+    Args:
+        genotype: the cells.
+        config: the run's configuration (``[network]``, ``[train]``, ``[data]``).
+        out: output folder, or ``None``.
+        resume: continue the run in ``out``.
+        progress: progress bars.
+        stop_after: stop once this many epochs are complete (a job with a time limit; resume later).
+    """
+    context = init_distributed(config.device)
+    try:
+        seed_everything(config.seed, deterministic=config.deterministic, num_threads=config.num_threads)
+        train_set, test_set, shape = evaluation_data(config)
+        network = build_network(genotype, config, shape[0])
+        result = train_model(network, train_set, test_set, config.train, out=out, resume=resume, device=config.device,
+                             progress=progress, seed=config.seed, num_workers=config.data.num_workers,
+                             run_config=config_to_dict(config), stop_after=stop_after, distributed=context)
+        if out is not None and (context is None or context.is_main):
+            save_genotype(genotype, Path(out) / "genotype.json")
+    finally:
+        shutdown_distributed(context)
     return result
 
 
@@ -86,26 +119,55 @@ class EvaluationReport:
                 f"{self.params:,} parameters, {self.macs / 1e6:.1f}M multiply-adds at {self.input_shape}")
 
 
+def load_weights(network: torch.nn.Module, path: Path) -> None:
+    """Load the state dict in ``path`` into ``network``.
+
+    Raises:
+        EvaluationError: if the weights belong to another architecture (names the first mismatch).
+    """
+    try:
+        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except RuntimeError as error:
+        first = " ".join(str(error).strip().splitlines()[:2])[:400]
+        raise EvaluationError(
+            f"{path} holds the weights of another architecture than the network rebuilt from genotype.json and "
+            f"the recorded configuration ({first}); keep each run's files together in its own folder"
+        ) from None
+
+
 def evaluate_run(folder: str | Path) -> EvaluationReport:
-    """Rebuild a finished `train` run's network from its folder, load ``model.pt`` and test it.
+    """Rebuild a finished `train` (or `transfer`) run's network from its folder, load ``model.pt`` and test it.
 
     Raises:
         FileNotFoundError: naming the missing file (the run did not finish, or the folder is wrong).
+        EvaluationError: if ``model.pt`` does not fit the rebuilt network.
     """
     folder = Path(folder)
     for name in ("model.pt", "genotype.json", "provenance.json"):
         if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder / name} is missing: pass the --out folder of a finished `bayesnas-book train` run")
+            raise FileNotFoundError(
+                f"{folder / name} is missing: pass the --out folder of a finished `bayesnas-book train` or `transfer` run"
+            )
     recorded: dict[str, Any] = json.loads((folder / "provenance.json").read_text())["config"]
     run = recorded.get("run", recorded)
-    config = load_config(run["profile"], overrides=_overrides(run))
+    if run.get("command") == "transfer":
+        from bayesnas_book.transfer import evaluate_transfer_run
+
+        return evaluate_transfer_run(folder)
+    config = config_from_record(run)
     train_set, test_set, shape = evaluation_data(config)
     network = build_network(load_genotype(folder / "genotype.json"), config, shape[0])
-    network.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
+    load_weights(network, folder / "model.pt")
     device = resolve_device(config.device)
     metrics = evaluate(network.to(device), test_set, batch_size=config.train.eval_batch_size, device=device)
     return EvaluationReport(1 - metrics["top1"], 1 - metrics["top5"], count_parameters(network),
                             count_macs(network.cpu(), shape), shape)
+
+
+def config_from_record(run: dict[str, Any]) -> RunConfig:
+    """The :class:`RunConfig` a run recorded (``provenance.json``'s ``config["run"]``); other keys are ignored."""
+    fields = set(RunConfig.__dataclass_fields__)
+    return load_config(run["profile"], overrides=_overrides({k: v for k, v in run.items() if k in fields}))
 
 
 def _overrides(run: dict[str, Any]) -> list[str]:

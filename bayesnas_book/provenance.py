@@ -40,6 +40,9 @@ def _command_line(argv: list[str] | None) -> str:
         return " ".join(argv)
     if Path(sys.argv[0]).name == "bayesnas-book":
         return " ".join(["bayesnas-book", *sys.argv[1:]])
+    script = Path(sys.argv[0])
+    if script.name == "cli.py" and script.parent.name == "bayesnas_book":  # python -m, e.g. under torchrun
+        return " ".join(["python -m bayesnas_book.cli", *sys.argv[1:]])
     return "called from Python (no bayesnas-book command line)"
 
 

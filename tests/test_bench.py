@@ -1,33 +1,103 @@
-"""`bayesnas-book bench`: the table's structure and its JSON (timings are never asserted)."""
+"""Benchmarks: the tables' structure, their JSON and the GPU check's correctness part (timings are never asserted)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
 
 from bayesnas_book.bench import bench_search, format_bench
+from bayesnas_book.bench_scaling import bench_scaling, format_scaling, scaling_settings
+from bayesnas_book.bench_suites import run_suite
+from bayesnas_book.bench_train import bench_training, format_training_bench
 from bayesnas_book.cli import main
 from bayesnas_book.config import load_config
+from bayesnas_book.gpu_check import MIXED_PRECISION_TOLERANCE, curvature_correctness
 
 TINY = ["search.channels=2", 'search.layout="NR"', "data.batch_size=4"]
+TINY_NET = ["network.channels=2", "network.num_cells=3", "train.batch_size=4"]
 
 
 def test_bench_rows_and_projection() -> None:
     result = bench_search(load_config("quick", overrides=TINY), repeats=1, warmup=0, exact=True)
     names = [row["name"] for row in result["rows"]]
-    assert names == ["forward+backward", "weight step", "switch step", "curvature recursion", "curvature mc_ggn",
-                     "curvature exact_ggn"]
+    assert names == ["forward+backward", "weight step", "switch step", "straightforward switch step",
+                     "curvature recursion", "curvature mc_ggn", "curvature exact_ggn"]
     assert result["rows"][0]["ratio_to_forward_backward"] == 1.0
     assert result["switches"] == 2 * 64 and 0.0 < result["share_outside_weight_training"] < 1.0
-    assert "projected search" in format_bench(result)
+    assert result["speedup_vs_straightforward"] > 0 and result["fast_path"] == {"amp": "off", "channels_last": False, "compile": False}
+    assert result["peak_memory_bytes"] == {"switch step": None, "straightforward switch step": None}  # CPU: not measured
+    text = format_bench(result)
+    assert "projected search" in text and "straightforward" in text
     with pytest.raises(ValueError, match="`repeats` must be >= 1"):
         bench_search(load_config("quick", overrides=TINY), repeats=0)
 
 
-def test_bench_command_writes_json_with_provenance(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["bench", "--repeats", "1", "--out", str(tmp_path)] + [a for o in TINY for a in ("--set", o)]
+def test_bench_search_runs_the_fast_path_settings() -> None:
+    config = load_config("quick", overrides=[*TINY, 'search.amp="bf16"', "search.channels_last=true"])
+    result = bench_search(config, repeats=1, warmup=0, straightforward=False)
+    assert result["fast_path"] == {"amp": "bfloat16", "channels_last": True, "compile": False}
+    assert result["speedup_vs_straightforward"] is None
+    assert "straightforward switch step" not in [row["name"] for row in result["rows"]]
+
+
+def test_training_bench_variants_share_the_baseline() -> None:
+    config = load_config("quick", overrides=TINY_NET)
+    result = bench_training(config, repeats=1, warmup=0, variants=("amp", "channels_last"))
+    assert [row["name"] for row in result["rows"]] == ["fp32", "amp", "channels_last"]
+    assert result["rows"][0]["ratio_to_fp32"] == 1.0 and result["batch_size"] == 4
+    assert result["network"]["num_cells"] == 3 and result["amp_dtype"] == "bfloat16"
+    assert "x fp32 speed" in format_training_bench(result)
+    with pytest.raises(ValueError, match=r"unknown training variant\(s\) \['fp8'\]; choose from fp32"):
+        bench_training(config, variants=("fp8",))
+
+
+def test_scaling_changes_one_factor_at_a_time() -> None:
+    config = load_config("quick", overrides=TINY)
+    settings = scaling_settings(config)
+    assert [(f, v) for f, v, _ in settings] == [("profile", "as configured"), ("batch", "2"), ("batch", "8"),
+                                                ("channels", "1"), ("channels", "4"), ("cells", "4"), ("switches", "darts")]
+    assert settings[-1][2].search.space == "darts" and settings[-1][2].data.batch_size == 4
+    assert settings[5][2].search.layout.count("R") == 1 and len(settings[5][2].search.layout) == 4
+    result = bench_scaling(config, repeats=1, warmup=0, factors=("switches",))
+    assert [row["switches"] for row in result["rows"]] == [2 * 64, 2 * 112]
+    assert set(result["rows"][0]["curvature"]) == {"recursion", "mc_ggn"}
+    assert "switches" in format_scaling(result)
+    with pytest.raises(ValueError, match=r"unknown scaling factor\(s\) \['depth'\]"):
+        scaling_settings(config, ("depth",))
+
+
+def test_curvature_correctness_check_passes_on_the_cpu() -> None:
+    result = curvature_correctness(torch.device("cpu"), batch_size=4)
+    assert result["float64"] == {"recursion": 0.0, "exact_ggn": 0.0}  # the same device: bit-identical
+    assert 0.0 < max(result["mixed_precision"].values()) <= MIXED_PRECISION_TOLERANCE
+    assert result["passed"] and 0.5 <= result["prune_keep_agreement"] <= 1.0
+
+
+def test_unknown_suite_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown benchmark suite 'disk'; choose from search, train, scaling, gpu-check"):
+        run_suite("disk", load_config("quick"), None)
+
+
+@pytest.mark.parametrize(("suite", "file", "extra"), [("search", "bench.json", TINY), ("train", "bench_train.json", TINY_NET)])
+def test_bench_command_writes_json_with_provenance(tmp_path, capsys: pytest.CaptureFixture[str], suite, file, extra) -> None:
+    args = ["bench", "--suite", suite, "--repeats", "1", "--out", str(tmp_path)] + [a for o in extra for a in ("--set", o)]
     assert main(args) == 0
-    assert "x fwd+bwd" in capsys.readouterr().out
-    record = json.loads((tmp_path / "bench.json").read_text())
-    assert record["provenance"]["config"]["search"]["channels"] == 2 and record["result"]["rows"]
+    assert f"wrote {tmp_path / file}" in capsys.readouterr().out
+    record = json.loads((tmp_path / file).read_text())
+    assert record["provenance"]["config"]["profile"] == "quick" and record["result"]["rows"]
+
+
+def test_bench_command_rejects_zero_repeats(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--repeats", "0"]) == 2
+    assert "--repeats must be >= 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_at_toy_sizes(tmp_path) -> None:
+    assert main(["bench", "--suite", "gpu-check", "--tiny", "--repeats", "1", "--set", 'device="cpu"', "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "gpu_check.json").read_text())
+    result = record["result"]
+    assert result["tiny"] and result["correctness"]["passed"] and set(result["search"]) == {"2", "4"}
+    assert result["projected_search_gpu_days"] > 0 and record["provenance"]["device"]

@@ -67,3 +67,22 @@ def test_provenance_record(tmp_path) -> None:
     assert set(record["git"]) == {"commit", "dirty"}
     path = write_json(tmp_path / "p.json", record)
     assert json.loads(path.read_text())["config"] == {"seed": 0}
+
+
+
+def test_provenance_names_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import time
+    from pathlib import Path
+
+    from bayesnas_book import provenance
+
+    def command() -> str:
+        return provenance_record({}, torch.device("cpu"), time.time())["command"]
+
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/bayesnas-book", "search", "--seed", "1"])
+    assert command() == "bayesnas-book search --seed 1"
+    monkeypatch.setattr(sys, "argv", [str(Path(provenance.__file__).with_name("cli.py")), "train", "--resume"])
+    assert command() == "python -m bayesnas_book.cli train --resume"  # python -m, as under torchrun
+    monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py"])
+    assert command() == "called from Python (no bayesnas-book command line)"

@@ -29,6 +29,8 @@ def _commands(prefix: str) -> list[list[str]]:
                 words = words[1:]  # environment assignments such as BAYESNAS_PROFILE=paper
             if words and words[0] == prefix:
                 found.append(words[1:])
+            elif prefix == "bayesnas-book" and words[:1] == ["torchrun"] and "bayesnas_book.cli" in words:
+                found.append(words[words.index("bayesnas_book.cli") + 1:])  # torchrun ... -m bayesnas_book.cli ARGS
     return found
 
 

@@ -441,3 +441,12 @@ def test_bad_settings_are_refused(digits) -> None:
     trainer = Trainer(tiny(), train, None, quick(), device="cpu")
     with pytest.raises(TrainError, match="this run has no `eval_set`"):
         trainer.evaluate()
+
+
+def test_a_single_process_run_records_nothing_distributed(digits, tmp_path) -> None:
+    """Without torchrun a checkpoint keeps its single-process layout (no per-rank RNG)."""
+    train_model(tiny(), subset(digits["train"], 64), None, quick(epochs=1), out=tmp_path,
+                device="cpu")
+    payload = load_checkpoint(tmp_path / "checkpoint.pt", "train")
+    assert "distributed" not in payload["config"] and "rank_rng" not in payload["state"]
+    assert set(payload["state"]) == {"model", "optimizer", "scheduler", "scaler", "metrics"}

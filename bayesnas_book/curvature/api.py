@@ -22,7 +22,10 @@ Order: by default every ``Switch`` of ``model.named_modules()``, in that order (
 :class:`~bayesnas_book.space.edge.SwitchedEdge`: parent, then the child switches in op order).
 
 Dtype: whatever the model's dtype, curvatures are accumulated and returned in float64 on the
-CPU (the recursion propagates ``H`` in float32, or float64 for a float64 model).
+CPU (the recursion propagates ``H`` in float32, or float64 for a float64 model). Under
+``torch.autocast`` the ``recursion`` and ``mc_ggn`` forwards run in the low precision (the
+recursion's sweep still in float32); ``exact_ggn`` and ``hessian`` are references and switch
+autocast off.
 
 The model's train / eval mode is respected (BatchNorm uses batch statistics in train mode) and
 no method updates BatchNorm running statistics or parameter gradients.
@@ -161,7 +164,8 @@ def _recursion(model, x, y, switches, full, **kwargs: Any) -> torch.Tensor:
 
 
 def _exact_ggn(model, x, y, switches, full, mode: str = "rev") -> torch.Tensor:
-    return exact_ggn(model, x, _parameter_names(switches), full=full, mode=mode)
+    with torch.autocast(x.device.type, enabled=False):  # a reference: always full precision
+        return exact_ggn(model, x, _parameter_names(switches), full=full, mode=mode)
 
 
 def _mc_ggn(
@@ -179,7 +183,8 @@ def _mc_ggn(
 
 
 def _hessian(model, x, y, switches, full) -> torch.Tensor:
-    return exact_hessian(model, x, y, _parameter_names(switches), full=full)
+    with torch.autocast(x.device.type, enabled=False):  # a reference: always full precision
+        return exact_hessian(model, x, y, _parameter_names(switches), full=full)
 
 
 register_curvature_method("recursion", _recursion)

@@ -3,7 +3,8 @@
 :func:`train_model` trains a classifier with SGD (:mod:`~bayesnas_book.train.optim`), the smoothed
 cross-entropy plus an optional auxiliary loss (:mod:`~bayesnas_book.train.losses`), gradient
 clipping, the dropout ramp of the official nets, mixed precision, ``channels_last`` and
-``torch.compile``, one process on one device. Each epoch:
+``torch.compile``, on one device or, launched by ``torchrun``, on several processes
+(:mod:`~bayesnas_book.train.distributed`: ``train.batch_size`` is then the global batch). Each epoch:
 
 1. ``model.set_drop_prob(drop_prob * e / E)`` (and drop-path likewise) when the model has it;
 2. one pass over ``train_set`` in the order of ``epoch_loader(seed, e)``
@@ -12,7 +13,8 @@ clipping, the dropout ramp of the official nets, mixed precision, ``channels_las
    gradient norm, step, and (``lr_update="batch"``) the schedule;
 3. the schedule (``lr_update="epoch"``), then :func:`~bayesnas_book.train.evaluate.evaluate` on
    ``eval_set``;
-4. with an output folder: an atomic checkpoint and ``metrics.jsonl``.
+4. with an output folder: an atomic checkpoint and ``metrics.jsonl`` (rank 0 writes them, every
+   process waits at a barrier).
 
 Output folder layout::
 
@@ -24,7 +26,8 @@ Output folder layout::
 
 ``resume=True`` loads the checkpoint, checks that the configuration is the same (naming every
 differing key), restores all RNG states and continues; on a CPU the resumed run ends with
-bit-identical weights to an uninterrupted one. The engine does not seed: call
+bit-identical weights to an uninterrupted one (a distributed checkpoint keeps every process's
+RNG states, under ``state["rank_rng"]``). The engine does not seed: call
 :func:`bayesnas_book.seeding.seed_everything` before building the model.
 """
 
@@ -58,6 +61,17 @@ from bayesnas_book.device import resolve_device
 from bayesnas_book.provenance import provenance_record, write_json
 from bayesnas_book.search_data import epoch_loader, take
 from bayesnas_book.train.config import TrainConfig, train_config_problems
+from bayesnas_book.train.distributed import (
+    RANK_SEED_STRIDE,
+    DistributedContext,
+    all_reduce_sum,
+    barrier,
+    distributed_loader,
+    evaluate_distributed,
+    gather_objects,
+    local_batch_size,
+    wrap_model,
+)
 from bayesnas_book.train.evaluate import evaluate, topk_correct
 from bayesnas_book.train.losses import split_output, training_loss
 from bayesnas_book.train.optim import build_optimizer, build_scheduler
@@ -214,11 +228,14 @@ class Trainer:
         seed: the run's seed (data order per epoch); the engine does not seed the global RNGs.
         num_workers: DataLoader workers.
         progress: tqdm progress bars.
+        distributed: this process of a torchrun job (:func:`~bayesnas_book.train.distributed.init_distributed`);
+            then ``device`` is ignored (the context's is used), ``config.batch_size`` is the global
+            batch and the model trains through ``DistributedDataParallel``.
 
     Raises:
         ConfigError: if ``config`` breaks a rule (every problem listed).
-        TrainError: for a bad ``seed`` or ``amp`` on this device, or data that do not fit the model
-            (see :func:`check_dataset`).
+        TrainError: for a bad ``seed`` or ``amp`` on this device, a global batch the processes
+            cannot share, or data that do not fit the model (see :func:`check_dataset`).
     """
 
     def __init__(
@@ -231,6 +248,7 @@ class Trainer:
         seed: int = 0,
         num_workers: int = 0,
         progress: bool = False,
+        distributed: DistributedContext | None = None,
     ) -> None:
         problems = train_config_problems(config)
         if problems:
@@ -239,6 +257,13 @@ class Trainer:
             raise TrainError(f"`seed` must be a non-negative integer, got {seed!r}")
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise TrainError(f"`num_workers` must be a non-negative integer, got {num_workers!r}")
+        self.distributed = distributed
+        if distributed is not None:
+            device = distributed.device
+        try:
+            self.local_batch_size = local_batch_size(config.batch_size, distributed)  # B / W images per process
+        except ValueError as error:
+            raise TrainError(str(error)) from None
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         try:
             self.dtype = amp_dtype(config.amp, self.device)
@@ -252,8 +277,14 @@ class Trainer:
         self.num_classes = check_dataset(self.model, train_set, "train_set", config.batch_size, self.device)
         if eval_set is not None:
             check_dataset(self.model, eval_set, "eval_set", config.eval_batch_size, self.device)
-        self.forward: Callable[[torch.Tensor], Any] = torch.compile(self.model) if config.compile else self.model
-        batches = math.ceil(len(train_set) / config.batch_size)  # type: ignore[arg-type]
+        trained: nn.Module = self.model
+        if distributed is not None:
+            self.model, trained = wrap_model(self.model, distributed)
+        self.forward: Callable[[torch.Tensor], Any] = torch.compile(trained) if config.compile else trained
+        if distributed is None:
+            batches = math.ceil(len(train_set) / config.batch_size)  # type: ignore[arg-type]
+        else:  # each process sees ceil(n / W) images (padded), b at a time
+            batches = math.ceil(math.ceil(len(train_set) / distributed.world_size) / self.local_batch_size)  # type: ignore[arg-type]
         self.steps_per_epoch = min(batches, config.max_batches_per_epoch) if config.max_batches_per_epoch else batches
         self.optimizer = build_optimizer(self.model, config)
         self.parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -261,6 +292,13 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.epoch = 0  # epochs completed
         self.metrics: list[dict[str, Any]] = []
+        if distributed is not None and distributed.rank > 0:
+            torch.manual_seed(seed + distributed.rank * RANK_SEED_STRIDE)  # other dropout masks and crops per process
+
+    @property
+    def is_main(self) -> bool:
+        """This process writes the run's files (always true without ``distributed``)."""
+        return self.distributed is None or self.distributed.is_main
 
     def record(self) -> dict[str, Any]:
         """Everything that decides the run's result, for checkpoints, provenance and resume checks."""
@@ -271,7 +309,7 @@ class Trainer:
             "model": type(self.model).__name__,
             "train_size": len(self.train_set),  # type: ignore[arg-type]
             "eval_size": None if self.eval_set is None else len(self.eval_set),  # type: ignore[arg-type]
-        }
+        } | ({} if self.distributed is None else {"distributed": self.distributed.record()})
 
     def set_drop_prob(self, epoch: int) -> float | None:
         """The official dropout ramp: ``drop_prob * epoch / epochs`` (``None`` if the model has no dropout)."""
@@ -301,14 +339,18 @@ class Trainer:
         drop = self.set_drop_prob(epoch)
         lr = self.optimizer.param_groups[0]["lr"]
         self.model.train()
-        loader = epoch_loader(self.train_set, config.batch_size, self.seed, epoch, num_workers=self.num_workers)
+        if self.distributed is None:
+            loader = epoch_loader(self.train_set, config.batch_size, self.seed, epoch, num_workers=self.num_workers)
+        else:
+            loader = distributed_loader(self.train_set, self.local_batch_size, self.seed, epoch, self.distributed,
+                                        num_workers=self.num_workers)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         norm_sum = torch.zeros((), dtype=torch.float64, device=device)
         norm_count = torch.zeros((), dtype=torch.int64, device=device)
         seen = 0
         started = time.perf_counter()
-        bar = tqdm(take(loader, config.max_batches_per_epoch), total=self.steps_per_epoch, disable=not self.progress,
+        bar = tqdm(take(loader, config.max_batches_per_epoch), total=self.steps_per_epoch, disable=not (self.progress and self.is_main),
                    desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
         for x, y in bar:
             x = to_memory_format(x.to(device, non_blocking=True), config.channels_last)
@@ -337,6 +379,10 @@ class Trainer:
                                 img_s=f"{seen / max(elapsed, 1e-9):.0f}")
         if config.lr_update == "epoch":
             self.scheduler.step()
+        if self.distributed is not None:  # sums over the processes
+            totals = all_reduce_sum([loss_sum, correct, norm_sum, norm_count, seen], self.distributed, device)
+            loss_sum, norm_sum = totals[0], totals[2]
+            correct, norm_count, seen = round(totals[1]), round(totals[3]), round(totals[4])
         train_loss = float(loss_sum) / max(seen, 1)
         seconds = time.perf_counter() - started
         if not math.isfinite(train_loss):
@@ -368,6 +414,10 @@ class Trainer:
         dataset = self.eval_set if dataset is None else dataset
         if dataset is None:
             raise TrainError("this run has no `eval_set`; pass a dataset to evaluate")
+        if self.distributed is not None:
+            return evaluate_distributed(self.model, dataset, self.distributed, self.config.eval_batch_size,
+                                        amp=self.config.amp, channels_last=self.config.channels_last,
+                                        num_workers=self.num_workers)
         return evaluate(self.model, dataset, self.config.eval_batch_size, self.device, amp=self.config.amp,
                         channels_last=self.config.channels_last, num_workers=self.num_workers)
 
@@ -404,8 +454,15 @@ class Trainer:
         self.epoch = epoch
 
     def save(self, path: Path, extra_config: Mapping[str, Any] | None = None) -> None:
-        """Write the checkpoint atomically."""
-        save_checkpoint(path, "train", _config_record(self, extra_config), {"epoch": self.epoch}, self.state_dict())
+        """Write the checkpoint atomically (distributed: every process calls it, rank 0 writes)."""
+        if self.distributed is None:
+            save_checkpoint(path, "train", _config_record(self, extra_config), {"epoch": self.epoch}, self.state_dict())
+            return
+        rank_rng = gather_objects(capture_rng_state(), self.distributed)  # every process's generators
+        if self.distributed.is_main:
+            state = self.state_dict() | {"rank_rng": rank_rng}
+            save_checkpoint(path, "train", _config_record(self, extra_config), {"epoch": self.epoch}, state)
+        barrier(self.distributed)
 
 
 def _config_record(trainer: Trainer, extra_config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -459,6 +516,7 @@ def train_model(
     run_config: Mapping[str, Any] | None = None,
     stop_after: int | None = None,
     on_epoch: Callable[[Trainer, dict[str, Any]], None] | None = None,
+    distributed: DistributedContext | None = None,
 ) -> TrainResult:
     """Train (or resume training) ``model`` and write the run's files to ``out``.
 
@@ -478,6 +536,8 @@ def train_model(
             the checkpoint and the provenance and compared on resume.
         stop_after: stop once this many epochs are complete (simulates a killed run).
         on_epoch: called after every epoch (and its checkpoint) with the trainer and the metrics.
+        distributed: this process of a torchrun job (see :class:`Trainer`); every process calls
+            :func:`train_model` with the same arguments and rank 0 writes the files.
 
     Returns:
         A :class:`TrainResult`.
@@ -497,7 +557,8 @@ def train_model(
         payload = _check_output_folder(out_path, resume)
     elif resume:
         raise TrainError("resume=True needs the output folder (`out`) of the run to continue")
-    trainer = Trainer(model, train_set, eval_set, config, device=device, seed=seed, num_workers=num_workers, progress=progress)
+    trainer = Trainer(model, train_set, eval_set, config, device=device, seed=seed, num_workers=num_workers, progress=progress,
+                      distributed=distributed)
     resumed_from = None
     if payload is not None:
         assert out_path is not None
@@ -510,7 +571,7 @@ def train_model(
                 "resume with the same settings or start a new output folder"
             )
         trainer.load_state_dict(payload["state"], payload["step"]["epoch"])
-        restore_rng_state(payload["rng"])
+        restore_rng_state(payload["rng"] if distributed is None else payload["state"]["rank_rng"][distributed.rank])
         resumed_from = trainer.epoch
     ran = 0
     while trainer.epoch < config.epochs and (stop_after is None or trainer.epoch < stop_after):
@@ -518,13 +579,15 @@ def train_model(
         ran += 1
         if out_path is not None:
             trainer.save(out_path / CHECKPOINT, run_config)
-            _write_metrics(out_path, trainer.metrics)
+            if trainer.is_main:
+                _write_metrics(out_path, trainer.metrics)
+            barrier(distributed)
         if on_epoch is not None:
             on_epoch(trainer, record)
     finished = trainer.epoch >= config.epochs
     seconds = sum(m["seconds"] + m["eval_seconds"] for m in trainer.metrics)
     trainer.model.eval()
-    if out_path is not None and finished and (ran or not (out_path / "provenance.json").exists()):
+    if out_path is not None and finished and trainer.is_main and (ran or not (out_path / "provenance.json").exists()):
         state = trainer.model.state_dict()
         with atomic_writer(out_path / "model.pt") as handle:
             torch.save(state, handle)
@@ -532,4 +595,6 @@ def train_model(
         provenance.update({"final": _final(trainer), "epochs": trainer.epoch, "train_seconds": seconds,
                            "resumed_from_epoch": resumed_from})
         write_json(out_path / "provenance.json", provenance)
+    if out_path is not None:
+        barrier(distributed)
     return TrainResult(trainer.model, trainer.metrics, _final(trainer), trainer.epoch, finished, out_path, seconds)
