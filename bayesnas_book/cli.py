@@ -9,6 +9,7 @@ message with exit status 2, never a traceback):
 * ``bayesnas-book transfer --genotype G --imagenet DIR``: the ImageNet mobile network (``train`` and
   ``transfer`` also run under ``torchrun --nproc-per-node N -m bayesnas_book.cli ...``)
 * ``bayesnas-book compress --model M``: Bayesian gate pruning of LeNet / VGG and its baselines
+* ``bayesnas-book study``: RQ1 and RQ2 over many searches, the cells trained stand-alone
 * ``bayesnas-book bench [--suite search|train|scaling|gpu-check]``: benchmarks as ratios to a baseline
 * ``bayesnas-book data NAME``: prepare or check a dataset (download where the network allows)
 * ``bayesnas-book book sync [--check]``: regenerate and execute the chapter notebooks
@@ -201,6 +202,26 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_study(args: argparse.Namespace) -> int:
+    from bayesnas_book.bayes.pruning import PruningError
+    from bayesnas_book.study import StudyError, run_study
+
+    config = load_config(args.profile, args.config, args.overrides)
+    try:
+        summary = run_study(config, args.seeds, args.lambdas, args.out, resume=args.resume, channels=args.channels,
+                            num_cells=args.cells)
+    except (StudyError, PruningError) as error:
+        raise UserError(str(error)) from None
+    rq1, rq2 = summary["rq1"], summary["rq2"]
+    print(f"RQ1: {rq1['cells_with_dangling_node']} of {rq1['cells']} derived cells have a dangling node "
+          f"({rq1['cells_dangling_without_node_rule']} would without the node rule)")
+    for rule, row in rq2["test_top1"].items():
+        print(f"RQ2 {rule:>9}: stand-alone test top-1 {row['mean']:.4f} +- {row['std']:.4f} (n = {int(row['n'])}), "
+              f"{rq2['params'][rule]:,.0f} params")
+    print(f"wrote {Path(args.out) / 'study.json'}, settings.jsonl, provenance.json")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from bayesnas_book.bench_suites import BENCH_SUITES, run_suite
 
@@ -288,6 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--model", choices=("lenet300", "lenet5", "vgg"), default=None, help="overrides compress.model")
     _add_run_arguments(compress, "compress")
     compress.set_defaults(run=_cmd_compress)
+
+    study = commands.add_parser("study", help="RQ1 and RQ2 over many searches: connectivity, and BayesNAS vs magnitude vs "
+                                              "random cells trained stand-alone (resumable)")
+    _add_config_arguments(study)
+    study.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds (default 0 1 2)")
+    study.add_argument("--lambdas", type=float, nargs="+", default=[0.1, 0.05], help="lambda_o = lambda_c values")
+    study.add_argument("--channels", type=int, default=None, help="C of the stand-alone networks (default network.channels)")
+    study.add_argument("--cells", type=int, default=None, help="cells of the stand-alone networks (default network.num_cells)")
+    study.add_argument("--out", required=True, help="the study folder")
+    study.add_argument("--resume", action="store_true", help="continue the study in --out")
+    study.set_defaults(run=_cmd_study)
 
     bench = commands.add_parser("bench", help="benchmarks as ratios to a baseline run in the same process (search, train, scaling, gpu-check)")
     _add_config_arguments(bench)

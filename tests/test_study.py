@@ -1,0 +1,76 @@
+"""The RQ1/RQ2 study: files, resume, summaries and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bayesnas_book.cli import main
+from bayesnas_book.config import load_config
+from bayesnas_book.study import StudyError, run_study, study_summary
+
+TINY = ["search.channels=4", 'search.layout="NR"', "search.cutout=0", "search.warmup_epochs=1", "search.switch_epochs=1",
+        "search.rounds=1", "search.curvature_batches=1", "search.max_batches_per_epoch=2", "data.batch_size=32",
+        "search.reference_batch_size=32", "train.epochs=1", "train.max_batches_per_epoch=2"]
+NET = {"channels": 2, "num_cells": 3}
+
+
+def tiny():
+    return load_config("quick", overrides=TINY)
+
+
+def test_study_writes_its_files_and_resumes_without_redoing(tmp_path) -> None:
+    summary = run_study(tiny(), [0, 1], [0.5], tmp_path / "s", **NET)
+    lines = (tmp_path / "s" / "settings.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[0])["header"]["settings"] == [[0, 0.5], [1, 0.5]]
+    settings = [json.loads(line) for line in lines[1:]]
+    assert [s["seed"] for s in settings] == [0, 1]
+    assert [[row["rule"] for row in s["standalone"]] for s in settings] == [["bayesnas", "magnitude", "random"]] * 2
+    assert summary["rq1"]["cells"] == 4 and summary["rq1"]["cells_with_dangling_node"] == 0
+    assert summary["rq2"]["test_top1"]["bayesnas"]["n"] == 2
+    paired = summary["rq2"]["paired"]["bayesnas_minus_magnitude"]
+    top1 = [{r["rule"]: r["test_top1"] for r in s["standalone"]} for s in settings]
+    assert paired["mean"] == pytest.approx(sum(t["bayesnas"] - t["magnitude"] for t in top1) / 2)
+    assert json.loads((tmp_path / "s" / "study.json").read_text()) == json.loads(json.dumps(summary))
+    assert json.loads((tmp_path / "s" / "provenance.json").read_text())["study"]["seeds"] == [0, 1]
+    # resume: nothing is redone, the same summary comes back
+    before = (tmp_path / "s" / "settings.jsonl").read_bytes()
+    assert run_study(tiny(), [0, 1], [0.5], tmp_path / "s", resume=True, **NET) == summary
+    assert (tmp_path / "s" / "settings.jsonl").read_bytes() == before
+    record = json.loads((tmp_path / "s" / "provenance.json").read_text())
+    assert record["study"]["resumed_with"] == 2
+
+
+def test_study_refuses_what_it_cannot_do(tmp_path) -> None:
+    with pytest.raises(StudyError, match=r"seeds must be integers >= 0, got \[-1\]"):
+        run_study(tiny(), [-1], [0.5], tmp_path / "a")
+    with pytest.raises(StudyError, match=r"lambdas must be > 0, got \[0.0\]"):
+        run_study(tiny(), [0], [0.0], tmp_path / "a")
+    with pytest.raises(StudyError, match="must not repeat"):
+        run_study(tiny(), [0, 0], [0.5], tmp_path / "a")
+    with pytest.raises(StudyError, match=r"runs on the shipped digits.*got 'cifar10'"):
+        run_study(load_config("quick", overrides=['data.dataset="cifar10"']), [0], [0.5], tmp_path / "a")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(StudyError, match="not empty and holds no study.*nothing was overwritten"):
+        run_study(tiny(), [0], [0.5], tmp_path / "busy", **NET)
+    run_study(tiny(), [0], [0.5], tmp_path / "done", **NET)
+    with pytest.raises(StudyError, match="already holds a study.*pass --resume"):
+        run_study(tiny(), [0], [0.5], tmp_path / "done", **NET)
+    with pytest.raises(StudyError, match="another configuration or settings"):
+        run_study(tiny(), [0, 1], [0.5], tmp_path / "done", resume=True, **NET)
+    (tmp_path / "done" / "settings.jsonl").write_text("{not json")
+    with pytest.raises(StudyError, match="is corrupt"):
+        run_study(tiny(), [0], [0.5], tmp_path / "done", resume=True, **NET)
+    with pytest.raises(ValueError, match="no finished setting"):
+        study_summary([])
+
+
+def test_study_command_reports_rq1_and_rq2(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["study", "--seeds", "0", "--lambdas", "0.5", "--channels", "2", "--cells", "3", "--out", str(tmp_path / "c")]
+    assert main(args + [a for o in TINY for a in ("--set", o)]) == 0
+    out = capsys.readouterr().out
+    assert "RQ1: 0 of 2 derived cells have a dangling node" in out and "RQ2  bayesnas" in out
+    assert main(args + [a for o in TINY for a in ("--set", o)]) == 2
+    assert "already holds a study" in capsys.readouterr().err
