@@ -25,17 +25,15 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from bayesnas_book.bayes.laplace import initial_state, penalty_weights, switch_penalty
-from bayesnas_book.config import RunConfig, config_to_dict
+from bayesnas_book.config import RunConfig
 from bayesnas_book.curvature.api import switch_curvature
 from bayesnas_book.device import resolve_device
-from bayesnas_book.provenance import provenance_record, write_json
 from bayesnas_book.seeding import seed_everything
 from bayesnas_book.space.supernet import CELL_TYPES, Supernet, SupernetSpec
 from bayesnas_book.train.precision import amp_dtype, autocast, to_memory_format

@@ -6,12 +6,17 @@ outputs so that ``pytest --nbval`` can compare a fresh run against them.
 
 * :func:`sync_chapters` regenerates each ``.ipynb`` from its ``.md`` and executes it in a kernel
   of the *current* Python environment, in the chapters folder, with the quick profile.
-* :func:`check_chapters` fails when a pair is out of sync (cell sources, types or tags differ),
-  when a code cell was never executed, or when a stored output is an error.
+* :func:`check_chapters` fails when a pair is out of sync (cell sources, types, tags or nbgrader
+  metadata differ), when a code cell was never executed, or when a stored output is an error.
+
+The ``.ipynb`` carries nbgrader's cell metadata for the exercises, derived from the markers of the
+MyST source (:func:`bayesnas_book.assignments.markers.mark_exercises`; the source itself holds
+none, since mystmd warns about code-cell options it does not know).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -25,6 +30,7 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from bayesnas_book.assignments.markers import AssignmentError, mark_exercises
 from bayesnas_book.atomic import atomic_write_bytes
 
 __all__ = ["BookSyncError", "chapter_sources", "check_chapters", "sync_chapters"]
@@ -70,9 +76,20 @@ def chapter_sources(chapters_dir: Path, names: Sequence[str] | None = None) -> l
     return sources
 
 
-def _cell_signature(cell: nbformat.NotebookNode) -> tuple[str, str, tuple[str, ...]]:
+def _cell_signature(cell: nbformat.NotebookNode) -> tuple[str, str, tuple[str, ...], str]:
     tags = tuple(cell.get("metadata", {}).get("tags", ()))
-    return cell.cell_type, cell.source.strip(), tags
+    grading = json.dumps(cell.get("metadata", {}).get("nbgrader"), sort_keys=True)
+    return cell.cell_type, cell.source.strip(), tags, grading
+
+
+def _read_source(source: Path) -> nbformat.NotebookNode:
+    """A chapter's MyST source as a notebook, with nbgrader metadata on its exercise cells."""
+    notebook = jupytext.read(source, fmt="md:myst")
+    try:
+        mark_exercises(notebook, source.name)
+    except AssignmentError as error:
+        raise BookSyncError(f"{source.name} breaks the exercise convention (chapters/ASSIGNMENTS.md): {error}") from None
+    return notebook
 
 
 @contextmanager
@@ -127,7 +144,7 @@ def sync_chapters(chapters_dir: Path, names: Sequence[str] | None = None, timeou
     """
     written = []
     for source in chapter_sources(chapters_dir, names):
-        notebook = jupytext.read(source, fmt="md:myst")
+        notebook = _read_source(source)
         with _quick_profile_environment():
             try:
                 _execute(notebook, chapters_dir, timeout)
@@ -143,7 +160,7 @@ def _pair_problems(source: Path) -> list[str]:
     target = source.with_suffix(".ipynb")
     if not target.exists():
         return [f"{target.name} is missing: run `bayesnas-book book sync {source.stem}`"]
-    expected = jupytext.read(source, fmt="md:myst")
+    expected = _read_source(source)
     stored = nbformat.read(target, as_version=4)
     fix = f"run `bayesnas-book book sync {source.stem}`"
     if [_cell_signature(c) for c in expected.cells] != [_cell_signature(c) for c in stored.cells]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from bayesnas_book.atomic import atomic_writer
 __all__ = [
     "CheckpointError",
     "capture_rng_state",
+    "claim_run_folder",
     "config_differences",
     "load_checkpoint",
     "restore_rng_state",
@@ -132,3 +134,50 @@ def config_differences(saved: Any, current: Any, prefix: str = "") -> list[tuple
             found += config_differences(saved.get(key), current.get(key), f"{prefix}{key}.")
         return found
     return [] if saved == current else [(prefix.rstrip("."), saved, current)]
+
+
+def claim_run_folder(
+    out: Path,
+    kind: str,
+    outputs: Sequence[str],
+    resume: bool,
+    *,
+    describe: str,
+    resume_hint: str = "pass --resume to continue it",
+    config: dict[str, Any] | None = None,
+    checkpoint_name: str = "checkpoint.pt",
+) -> dict[str, Any] | None:
+    """Refuse to overwrite another run in ``out``; on resume, load its checkpoint and check it.
+
+    Args:
+        out: the run's output folder.
+        kind: the checkpoint kind (``"search"``, ``"train"``, ``"compress"`` ...).
+        outputs: the files a run of this kind writes besides its checkpoint.
+        resume: continue the run in ``out``.
+        describe: what such a run is called in messages, e.g. ``"a search"``.
+        resume_hint: how the user asks to resume.
+        config: the configuration now; when given, a resumed checkpoint must have the same.
+        checkpoint_name: the checkpoint's file name in ``out``.
+
+    Returns:
+        ``None`` for a fresh run, else the loaded checkpoint payload.
+
+    Raises:
+        CheckpointError: ``out`` holds a run and ``resume`` is off (nothing is overwritten), or the
+            checkpoint is missing, corrupt, foreign, or was written with another configuration.
+    """
+    checkpoint = out / checkpoint_name
+    if not resume:
+        taken = [name for name in (checkpoint_name, *outputs) if (out / name).exists()]
+        if taken:
+            raise CheckpointError(f"{out} already holds {describe} ({taken[0]}); {resume_hint}, "
+                                  "or choose another output folder (nothing was overwritten)")
+        return None
+    payload = load_checkpoint(checkpoint, kind)
+    if config is not None:
+        differences = config_differences(payload["config"], config)
+        if differences:
+            listed = "; ".join(f"{key}: checkpoint {a!r}, now {b!r}" for key, a, b in differences[:6])
+            raise CheckpointError(f"cannot resume {checkpoint}: its configuration differs ({listed}); "
+                                  "resume with the same settings or start a new --out")
+    return payload

@@ -13,6 +13,8 @@ message with exit status 2, never a traceback):
 * ``bayesnas-book bench [--suite search|train|scaling|gpu-check]``: benchmarks as ratios to a baseline
 * ``bayesnas-book data NAME``: prepare or check a dataset (download where the network allows)
 * ``bayesnas-book book sync [--check]``: regenerate and execute the chapter notebooks
+* ``bayesnas-book assignments build OUT``, ``assignments grade SUBMISSION``: student notebooks
+  and site from the exercises (nbgrader), and the autograder
 """
 
 from __future__ import annotations
@@ -252,6 +254,24 @@ def _cmd_book(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_assignments(args: argparse.Namespace) -> int:
+    from bayesnas_book.assignments import AssignmentError, build_assignments, grade_submission
+
+    try:
+        if args.assignments_command == "build":
+            built = build_assignments(Path(args.book), Path(args.out), names=args.chapters)
+            print(built.describe())
+            print(f"wrote student notebooks to {Path(args.out) / 'release'}, the student site to {built.site}, "
+                  f"the autograder's references (keep them private) to {Path(args.out) / 'autograder'}")
+        else:
+            report = grade_submission(Path(args.submission), Path(args.reference), timeout=args.timeout,
+                                      cwd=Path(args.cwd) if args.cwd else None)
+            print(report.to_json() if args.json else report.describe())
+    except AssignmentError as error:
+        raise UserError(str(error)) from None
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``bayesnas-book`` (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(
@@ -342,6 +362,21 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("names", nargs="*", help="chapter stems to sync (default: all)")
     sync.set_defaults(run=_cmd_book)
 
+    assignments = commands.add_parser("assignments", help="student notebooks and site from the exercises; grading")
+    assignment_commands = assignments.add_subparsers(dest="assignments_command", required=True, metavar="ACTION")
+    build = assignment_commands.add_parser("build", help="write OUT/release (students), OUT/site, OUT/autograder")
+    build.add_argument("out", metavar="OUT", help="output folder")
+    build.add_argument("--chapters", nargs="+", default=None, metavar="NAME", help="chapter stems (default: all)")
+    build.add_argument("--book", default=".", help="the book's root with myst.yml and chapters/ (default: .)")
+    build.set_defaults(run=_cmd_assignments)
+    grade = assignment_commands.add_parser("grade", help="run the hidden tests on a student's notebook; points per exercise")
+    grade.add_argument("submission", metavar="SUBMISSION", help="the student's NN_slug.ipynb")
+    grade.add_argument("--reference", default="chapters",
+                       help="folder of reference notebooks: chapters/ (default) or OUT/autograder")
+    grade.add_argument("--cwd", default=None, help="where the notebook runs (default: the reference folder)")
+    grade.add_argument("--timeout", type=int, default=300, help="seconds allowed per cell")
+    grade.add_argument("--json", action="store_true", help="print the scores as JSON")
+    grade.set_defaults(run=_cmd_assignments)
     return parser
 
 

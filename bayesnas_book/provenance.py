@@ -55,9 +55,9 @@ def provenance_record(config: dict[str, Any], device: torch.device, started: flo
         started: ``time.time()`` at the start of the run.
         argv: the command line (default ``sys.argv``).
     """
-    from bayesnas_book import __version__
-
     import numpy
+
+    from bayesnas_book import __version__
 
     return {
         "command": _command_line(argv),

@@ -53,9 +53,19 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from bayesnas_book.atomic import atomic_write_bytes
-from bayesnas_book.bayes.laplace import initial_state, laplace_update, penalty_weights, switch_penalty
+from bayesnas_book.bayes.laplace import (
+    initial_state,
+    laplace_update,
+    penalty_weights,
+    switch_penalty,
+)
 from bayesnas_book.bayes.pruning import PruningResult, prune
-from bayesnas_book.checkpoint import CheckpointError, config_differences, load_checkpoint, restore_rng_state, save_checkpoint
+from bayesnas_book.checkpoint import (
+    CheckpointError,
+    claim_run_folder,
+    restore_rng_state,
+    save_checkpoint,
+)
 from bayesnas_book.config import RunConfig, config_to_dict
 from bayesnas_book.curvature.api import switch_curvature
 from bayesnas_book.curvature.exact import batchnorm_stats_frozen
@@ -360,25 +370,10 @@ class SearchRun:
 
 def _check_output_folder(out: Path, config: RunConfig, resume: bool) -> dict[str, Any] | None:
     """Refuse to overwrite another run; on resume, return the checkpoint after checking it matches."""
-    checkpoint = out / CHECKPOINT
-    if not resume:
-        taken = [name for name in (CHECKPOINT, *OUTPUTS) if (out / name).exists()]
-        if taken:
-            raise SearchError(
-                f"{out} already holds a search ({taken[0]}); pass --resume to continue it, "
-                "or choose another --out folder (nothing was overwritten)"
-            )
-        return None
     try:
-        payload = load_checkpoint(checkpoint, "search")
+        return claim_run_folder(out, "search", OUTPUTS, resume, describe="a search", config=config_to_dict(config))
     except CheckpointError as error:
         raise SearchError(str(error)) from None
-    saved, current = payload["config"], config_to_dict(config)
-    differences = config_differences(saved, current)
-    if differences:
-        listed = "; ".join(f"{key}: checkpoint {a!r}, now {b!r}" for key, a, b in differences[:6])
-        raise SearchError(f"cannot resume {checkpoint}: its configuration differs ({listed}); resume with the same settings or start a new --out")
-    return payload
 
 
 def run_search(

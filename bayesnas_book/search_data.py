@@ -19,7 +19,11 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from bayesnas_book.config import RunConfig
 from bayesnas_book.data import cifar10_dataset, digits_splits, disjoint_split, mnist_dataset
-from bayesnas_book.data.transforms import cifar10_eval_transform, cifar10_train_transform, mnist_transform
+from bayesnas_book.data.transforms import (
+    cifar10_eval_transform,
+    cifar10_train_transform,
+    mnist_transform,
+)
 
 __all__ = ["SearchData", "build_search_data", "epoch_loader"]
 

@@ -31,7 +31,13 @@ from bayesnas_book.atomic import atomic_write_bytes
 from bayesnas_book.config import RunConfig, config_to_dict
 from bayesnas_book.data import digits_splits
 from bayesnas_book.device import resolve_device
-from bayesnas_book.experiments import RULES, compare_cells, connectivity_rows, search_sweep, summarize
+from bayesnas_book.experiments import (
+    RULES,
+    compare_cells,
+    connectivity_rows,
+    search_sweep,
+    summarize,
+)
 from bayesnas_book.provenance import provenance_record, write_json
 from bayesnas_book.search_data import build_search_data
 from bayesnas_book.seeding import seed_everything

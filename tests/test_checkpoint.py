@@ -8,13 +8,13 @@ import random
 import pytest
 import torch
 
+from bayesnas_book.atomic import atomic_writer
 from bayesnas_book.checkpoint import (
     CheckpointError,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
-from bayesnas_book.atomic import atomic_writer
 from bayesnas_book.provenance import provenance_record, write_json
 
 

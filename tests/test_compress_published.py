@@ -1,4 +1,4 @@
-"""The published compression results: the shipped file loads, its units parse and fit, bad files are named."""
+"""Published compression results: the file loads, its units parse and fit, bad files are named."""
 
 from __future__ import annotations
 
@@ -19,7 +19,11 @@ def test_shipped_file_loads_with_source_and_caveat() -> None:
     assert table.architectures["lenet300"] == (784, 300, 100)
     assert table.architectures["lenet5"] == (20, 50, 800, 500)
     methods = {model: [r.method for r in table.for_model(model)] for model in table.architectures}
-    assert methods == {"lenet300": ["BC-GNJ", "BC-GHS", "L0"], "lenet5": ["SBP", "BC-GNJ", "L0"], "vgg": ["BC-GNJ", "BC-GHS"]}
+    assert methods == {
+        "lenet300": ["BC-GNJ", "BC-GHS", "L0"],
+        "lenet5": ["SBP", "BC-GNJ", "L0"],
+        "vgg": ["BC-GNJ", "BC-GHS"],
+    }
 
 
 def test_units_parse_and_fit_our_networks() -> None:
@@ -37,7 +41,11 @@ def test_units_parse_and_fit_our_networks() -> None:
 
 
 def test_references_are_in_the_bibliography() -> None:
-    keys = set(re.findall(r"^@\w+\{([^,]+),", (REPO_ROOT / "references.bib").read_text(encoding="utf-8"), re.M))
+    keys = set(
+        re.findall(
+            r"^@\w+\{([^,]+),", (REPO_ROOT / "references.bib").read_text(encoding="utf-8"), re.M
+        )
+    )
     assert {r.reference for r in published_baselines().results} <= keys
 
 
@@ -50,7 +58,10 @@ def test_bad_units_are_refused(text: str) -> None:
 
 
 def test_unknown_model_is_named() -> None:
-    with pytest.raises(ValueError, match=r"no published results for model 'resnet'; listed models: lenet300, lenet5, vgg"):
+    with pytest.raises(
+        ValueError,
+        match=r"no published results for model 'resnet'; listed models: lenet300, lenet5, vgg",
+    ):
         published_baselines().for_model("resnet")
 
 
@@ -61,7 +72,11 @@ def _write(tmp_path: Path, data: object) -> Path:
 
 
 def _file(results: list[dict], architecture: str | None = "10-5") -> dict:
-    return {"source": "s", "caveat": "c", "models": {"net": {"dataset": "mnist", "architecture": architecture, "results": results}}}
+    return {
+        "source": "s",
+        "caveat": "c",
+        "models": {"net": {"dataset": "mnist", "architecture": architecture, "results": results}},
+    }
 
 
 @pytest.mark.parametrize(
@@ -69,13 +84,44 @@ def _file(results: list[dict], architecture: str | None = "10-5") -> dict:
     [
         ("{not json", r"is not valid JSON"),
         ({"source": "s", "models": {}}, r"lacks 'caveat', 'models'"),
-        (_file([{"method": "A", "test_error": 1.0}]), r"\[net\]: each result needs 'method', 'test_error' and 'reference'"),
-        (_file([{"method": "A", "test_error": 1.0, "reference": "k"}]), r"result 'A' needs exactly one of 'units' and 'compression'"),
-        (_file([{"method": "A", "units": "3-2", "compression": 2, "test_error": 1.0, "reference": "k"}]), r"exactly one of"),
-        (_file([{"method": "A", "units": "3-2", "test_error": 120, "reference": "k"}]), r"needs a test_error in \[0, 100\] \(percent\), got 120"),
-        (_file([{"method": "A", "units": "11-2", "test_error": 1.0, "reference": "k"}]), r"keeps units '11-2', which do not fit the architecture 10-5"),
-        (_file([{"method": "A", "units": "3-2-1", "test_error": 1.0, "reference": "k"}]), r"which do not fit"),
-        (_file([{"method": "A", "compression": 0.5, "test_error": 1.0, "reference": "k"}]), r"needs a compression factor >= 1, got 0.5"),
+        (
+            _file([{"method": "A", "test_error": 1.0}]),
+            r"\[net\]: each result needs 'method', 'test_error' and 'reference'",
+        ),
+        (
+            _file([{"method": "A", "test_error": 1.0, "reference": "k"}]),
+            r"result 'A' needs exactly one of 'units' and 'compression'",
+        ),
+        (
+            _file(
+                [
+                    {
+                        "method": "A",
+                        "units": "3-2",
+                        "compression": 2,
+                        "test_error": 1.0,
+                        "reference": "k",
+                    }
+                ]
+            ),
+            r"exactly one of",
+        ),
+        (
+            _file([{"method": "A", "units": "3-2", "test_error": 120, "reference": "k"}]),
+            r"needs a test_error in \[0, 100\] \(percent\), got 120",
+        ),
+        (
+            _file([{"method": "A", "units": "11-2", "test_error": 1.0, "reference": "k"}]),
+            r"keeps units '11-2', which do not fit the architecture 10-5",
+        ),
+        (
+            _file([{"method": "A", "units": "3-2-1", "test_error": 1.0, "reference": "k"}]),
+            r"which do not fit",
+        ),
+        (
+            _file([{"method": "A", "compression": 0.5, "test_error": 1.0, "reference": "k"}]),
+            r"needs a compression factor >= 1, got 0.5",
+        ),
     ],
 )
 def test_malformed_files_are_refused(tmp_path: Path, data: object, message: str) -> None:
@@ -84,6 +130,15 @@ def test_malformed_files_are_refused(tmp_path: Path, data: object, message: str)
 
 
 def test_a_well_formed_file_of_our_own(tmp_path: Path) -> None:
-    table = published_baselines(_write(tmp_path, _file([{"method": "A", "units": "7-5", "test_error": 2.5, "reference": "k"}])))
+    table = published_baselines(
+        _write(
+            tmp_path, _file([{"method": "A", "units": "7-5", "test_error": 2.5, "reference": "k"}])
+        )
+    )
     (result,) = table.for_model("net")
-    assert (result.units, result.units_text, result.test_error, result.compression) == ((7, 5), "7-5", 2.5, None)
+    assert (result.units, result.units_text, result.test_error, result.compression) == (
+        (7, 5),
+        "7-5",
+        2.5,
+        None,
+    )

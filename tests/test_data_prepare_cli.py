@@ -9,6 +9,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
+from bayesnas_book.atomic import atomic_write_bytes, atomic_writer
 from bayesnas_book.cli import main
 from bayesnas_book.data import (
     DatasetError,
@@ -26,7 +27,6 @@ from bayesnas_book.data import (
     write_imagefolder_fixture,
     write_mnist_fixture,
 )
-from bayesnas_book.atomic import atomic_write_bytes, atomic_writer
 from bayesnas_book.data.paths import resolve_root
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -47,7 +47,12 @@ from bayesnas_book.compress.physical import (
     size_report,
     units_text,
 )
-from bayesnas_book.compress.published import PublishedBaselines, PublishedResult, parse_units, published_baselines
+from bayesnas_book.compress.published import (
+    PublishedBaselines,
+    PublishedResult,
+    parse_units,
+    published_baselines,
+)
 from bayesnas_book.compress.run import (
     METHODS,
     CompressionData,

@@ -46,7 +46,9 @@ def parse_units(text: str) -> tuple[int, ...]:
         raise ValueError(f"`units` must be text like '278-98-13', got {text!r}")
     parts = text.split("-")
     if not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"`units` must be positive integers joined by '-', like '278-98-13', got {text!r}")
+        raise ValueError(
+            f"`units` must be positive integers joined by '-', like '278-98-13', got {text!r}"
+        )
     return tuple(int(p) for p in parts)
 
 
@@ -101,29 +103,56 @@ class PublishedBaselines:
             ValueError: for a model the file does not list (naming the ones it does).
         """
         if model not in self.architectures:
-            raise ValueError(f"no published results for model {model!r}; listed models: {', '.join(self.architectures)}")
+            raise ValueError(
+                f"no published results for model {model!r}; "
+                f"listed models: {', '.join(self.architectures)}"
+            )
         return [r for r in self.results if r.model == model]
 
 
-def _result(model: str, dataset: str, architecture: tuple[int, ...] | None, entry: Any, where: str) -> PublishedResult:
+def _result(
+    model: str, dataset: str, architecture: tuple[int, ...] | None, entry: Any, where: str
+) -> PublishedResult:
     if not isinstance(entry, dict) or not {"method", "test_error", "reference"} <= set(entry):
-        raise ValueError(f"{where}: each result needs 'method', 'test_error' and 'reference', got {entry!r}")
+        raise ValueError(
+            f"{where}: each result needs 'method', 'test_error' and 'reference', got {entry!r}"
+        )
     has_units, has_factor = entry.get("units") is not None, entry.get("compression") is not None
     if has_units == has_factor:
-        raise ValueError(f"{where}: result {entry['method']!r} needs exactly one of 'units' and 'compression'")
+        raise ValueError(
+            f"{where}: result {entry['method']!r} needs exactly one of 'units' and 'compression'"
+        )
     error = entry["test_error"]
     if isinstance(error, bool) or not isinstance(error, (int, float)) or not 0 <= error <= 100:
-        raise ValueError(f"{where}: result {entry['method']!r} needs a test_error in [0, 100] (percent), got {error!r}")
+        raise ValueError(
+            f"{where}: result {entry['method']!r} needs a test_error in [0, 100] (percent), "
+            f"got {error!r}"
+        )
     units = parse_units(entry["units"]) if has_units else None
     if units is not None and architecture is not None:
-        if len(units) != len(architecture) or any(u > a for u, a in zip(units, architecture, strict=True)):
-            raise ValueError(f"{where}: result {entry['method']!r} keeps units {entry['units']!r}, which do not fit "
-                             f"the architecture {'-'.join(map(str, architecture))}")
+        if len(units) != len(architecture) or any(
+            u > a for u, a in zip(units, architecture, strict=True)
+        ):
+            raise ValueError(
+                f"{where}: result {entry['method']!r} keeps units {entry['units']!r}, "
+                f"which do not fit the architecture {'-'.join(map(str, architecture))}"
+            )
     factor = entry.get("compression")
-    if has_factor and (isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor < 1):
-        raise ValueError(f"{where}: result {entry['method']!r} needs a compression factor >= 1, got {factor!r}")
-    return PublishedResult(model, dataset, str(entry["method"]), float(error), units,
-                           None if factor is None else float(factor), str(entry["reference"]))
+    if has_factor and (
+        isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor < 1
+    ):
+        raise ValueError(
+            f"{where}: result {entry['method']!r} needs a compression factor >= 1, got {factor!r}"
+        )
+    return PublishedResult(
+        model,
+        dataset,
+        str(entry["method"]),
+        float(error),
+        units,
+        None if factor is None else float(factor),
+        str(entry["reference"]),
+    )
 
 
 def published_baselines(path: str | Path | None = None) -> PublishedBaselines:
@@ -140,7 +169,9 @@ def published_baselines(path: str | Path | None = None) -> PublishedBaselines:
             ``models``, or holds a malformed result (the message names the model and method).
     """
     if path is None:
-        text = resources.files("bayesnas_book.compress").joinpath(FILENAME).read_text(encoding="utf-8")
+        text = (
+            resources.files("bayesnas_book.compress").joinpath(FILENAME).read_text(encoding="utf-8")
+        )
         where = FILENAME
     else:
         text, where = Path(path).read_text(encoding="utf-8"), str(path)
@@ -148,9 +179,16 @@ def published_baselines(path: str | Path | None = None) -> PublishedBaselines:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise ValueError(f"{where} is not valid JSON ({error})") from None
-    missing = [key for key in ("source", "caveat", "models") if not (isinstance(data, dict) and data.get(key))]
+    missing = [
+        key
+        for key in ("source", "caveat", "models")
+        if not (isinstance(data, dict) and data.get(key))
+    ]
     if missing:
-        raise ValueError(f"{where} lacks {', '.join(repr(k) for k in missing)}: every published number needs its source and caveat")
+        raise ValueError(
+            f"{where} lacks {', '.join(repr(k) for k in missing)}: "
+            "every published number needs its source and caveat"
+        )
     architectures: dict[str, tuple[int, ...] | None] = {}
     results: list[PublishedResult] = []
     for model, block in data["models"].items():
@@ -158,5 +196,9 @@ def published_baselines(path: str | Path | None = None) -> PublishedBaselines:
         architecture = parse_units(arch_text) if arch_text is not None else None
         architectures[model] = architecture
         for entry in block.get("results", []):
-            results.append(_result(model, str(block.get("dataset")), architecture, entry, f"{where} [{model}]"))
-    return PublishedBaselines(str(data["source"]), str(data["caveat"]), architectures, tuple(results))
+            results.append(
+                _result(model, str(block.get("dataset")), architecture, entry, f"{where} [{model}]")
+            )
+    return PublishedBaselines(
+        str(data["source"]), str(data["caveat"]), architectures, tuple(results)
+    )

@@ -47,8 +47,7 @@ from torch.utils.data import DataLoader, Dataset
 from bayesnas_book.atomic import atomic_write_bytes, atomic_writer
 from bayesnas_book.checkpoint import (
     CheckpointError,
-    config_differences,
-    load_checkpoint,
+    claim_run_folder,
     restore_rng_state,
     save_checkpoint,
 )
@@ -356,25 +355,10 @@ class CompressionRun:
 
 
 def _check_output_folder(out: Path, config: RunConfig, resume: bool) -> dict[str, Any] | None:
-    checkpoint = out / CHECKPOINT
-    if not resume:
-        taken = [name for name in (CHECKPOINT, *OUTPUTS) if (out / name).exists()]
-        if taken:
-            raise CompressionError(
-                f"{out} already holds a compression run ({taken[0]}); pass --resume to continue it, "
-                "or choose another --out folder (nothing was overwritten)"
-            )
-        return None
     try:
-        payload = load_checkpoint(checkpoint, "compress")
+        return claim_run_folder(out, "compress", OUTPUTS, resume, describe="a compression run", config=config_to_dict(config))
     except CheckpointError as error:
         raise CompressionError(str(error)) from None
-    differences = config_differences(payload["config"], config_to_dict(config))
-    if differences:
-        listed = "; ".join(f"{key}: checkpoint {a!r}, now {b!r}" for key, a, b in differences[:6])
-        raise CompressionError(f"cannot resume {checkpoint}: its configuration differs ({listed}); "
-                               "resume with the same settings or start a new --out")
-    return payload
 
 
 def run_compress(

@@ -47,15 +47,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from tqdm.auto import tqdm
 
+from bayesnas_book.atomic import atomic_write_bytes, atomic_writer
 from bayesnas_book.checkpoint import (
     CheckpointError,
-    config_differences,
     capture_rng_state,
-    load_checkpoint,
+    claim_run_folder,
+    config_differences,
     restore_rng_state,
     save_checkpoint,
 )
-from bayesnas_book.atomic import atomic_write_bytes, atomic_writer
 from bayesnas_book.config import ConfigError
 from bayesnas_book.device import resolve_device
 from bayesnas_book.provenance import provenance_record, write_json
@@ -474,17 +474,9 @@ def _config_record(trainer: Trainer, extra_config: Mapping[str, Any] | None) -> 
 
 def _check_output_folder(out: Path, resume: bool) -> dict[str, Any] | None:
     """Refuse to overwrite another run; on resume, return the checked checkpoint."""
-    checkpoint = out / CHECKPOINT
-    if not resume:
-        taken = [name for name in (CHECKPOINT, *OUTPUTS) if (out / name).exists()]
-        if taken:
-            raise TrainError(
-                f"{out} already holds a training run ({taken[0]}); pass resume=True (--resume) to continue it, "
-                "or choose another output folder (nothing was overwritten)"
-            )
-        return None
     try:
-        return load_checkpoint(checkpoint, "train")
+        return claim_run_folder(out, "train", OUTPUTS, resume, describe="a training run",
+                                resume_hint="pass resume=True (--resume) to continue it")
     except CheckpointError as error:
         raise TrainError(str(error)) from None
 

@@ -1,0 +1,31 @@
+"""The paper's reported numbers ship as data and agree with PAPER.md section 7."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bayesnas_book.paper import paper_cifar10, paper_imagenet, paper_results, paper_search_cost
+from tests.conftest import REPO_ROOT
+
+PAPER_MD = REPO_ROOT.parent / "shared" / "PAPER.md"
+
+
+def test_rows_and_lookup() -> None:
+    assert len(paper_cifar10()) == 5 and paper_results()["source"].startswith("Zhou")
+    row = paper_cifar10(0.007)
+    assert (row["test_error"], row["test_error_std"], row["params_m"]) == (2.90, 0.05, 3.10)
+    assert paper_imagenet()["top1_error"] == 26.5 and paper_search_cost()["gpu_days"] == 0.2
+    with pytest.raises(KeyError, match=r"no CIFAR-10 row for lambda_o = 0.02; it reports \[0.01, 0.007, 0.005\]"):
+        paper_cifar10(0.02)
+
+
+@pytest.mark.skipif(not PAPER_MD.exists(), reason="the shared PAPER.md is not beside this checkout")
+def test_every_number_is_in_paper_md() -> None:
+    text = PAPER_MD.read_text()
+    for row in paper_cifar10()[:3]:
+        assert f"| BayesNAS lambda_o = {row['lambda_o']} | {row['test_error']:.2f} +- {row['test_error_std']:.2f} | " \
+               f"{row['params_m']:.2f} +- {row['params_m_std']:.2f} | {row['search_gpu_days']} |" in text
+    imagenet = paper_imagenet()
+    assert re.search(rf"{imagenet['top1_error']} top-1 / {imagenet['top5_error']} top-5 error, {imagenet['params_m']}M params", text)
