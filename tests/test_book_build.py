@@ -24,6 +24,7 @@ missing logo or a broken bibliography, built separately, must report those.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -131,9 +132,11 @@ def copy_book(source: Path, destination: Path) -> Path:
     """Copy what the book build reads into ``destination``; returns it.
 
     That is ``myst.yml``, the bibliography files it lists, the local files its site options
-    name (logo, favicon) and the whole ``chapters/`` folder except notebooks, checkpoints and
-    caches (the ``.ipynb`` twins are excluded from the book anyway). Never ``_build/``: each
-    test builds from a fresh copy, so no stale cache can hide a problem.
+    name (logo, favicon) and the whole ``chapters/`` folder except checkpoints and caches. The
+    executed ``.ipynb`` twins are copied too: they are no pages (``myst.yml`` excludes them), but
+    each chapter offers its notebook for download (front matter ``downloads:``), and mystmd
+    reports a download whose file is missing. Never ``_build/``: each test builds from a fresh
+    copy, so no stale cache can hide a problem.
 
     Args:
         source: the repository root.
@@ -144,7 +147,7 @@ def copy_book(source: Path, destination: Path) -> Path:
     shutil.copytree(
         source / CHAPTERS,
         destination / CHAPTERS,
-        ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints", "__pycache__", "_build"),
+        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "_build"),
     )
     config = _load_config(source)
     project = config.get("project", {})
@@ -243,6 +246,30 @@ def test_book_content_build_is_clean(tmp_path: Path) -> None:
     # The site options that name files were found and copied into the site.
     public = {p.name.split("-")[0] for p in (book / "_build" / "site" / "public").iterdir()}
     assert {"logo", "favicon"} <= public, sorted(public)
+    # Every chapter page offers its executed notebook and its MyST source for download.
+    assert page_downloads(book) == {
+        entry["file"]: [Path(entry["file"]).with_suffix(".ipynb").name, Path(entry["file"]).name]
+        for entry in toc
+    }, result.report()
+
+
+def page_downloads(book: Path) -> dict[str, list[str]]:
+    """Per built page (its source, e.g. ``chapters/00_preface.md``), the files it offers.
+
+    Reads the site's page JSON (``_build/site/content/*.json``): ``frontmatter.downloads`` lists
+    each download's ``filename`` and its ``url`` in the site's ``public/`` folder, where the
+    file must have been copied.
+    """
+    offered: dict[str, list[str]] = {}
+    public = book / "_build" / "site" / "public"
+    for page in sorted((book / "_build" / "site" / "content").glob("*.json")):
+        data = json.loads(page.read_text(encoding="utf-8"))
+        downloads = data["frontmatter"].get("downloads") or []
+        for download in downloads:
+            copied = public / download["url"].lstrip("/")
+            assert copied.is_file(), f"{page.name}: download {download} was not copied to {copied}"
+        offered[data["location"].lstrip("/")] = [download["filename"] for download in downloads]
+    return offered
 
 
 def test_build_without_stub_theme_fails_offline(tmp_path: Path) -> None:
@@ -347,6 +374,25 @@ def test_missing_logo_is_reported(tmp_path: Path) -> None:
     (book / CHAPTERS / "images" / "logo.svg").unlink()
     result = run_content_build(book, myst)
     assert any("logo.svg" in line for line in result.problems), result.report()
+
+
+def test_missing_download_is_reported(tmp_path: Path) -> None:
+    """A chapter whose notebook is missing cannot offer it: mystmd reports the download.
+
+    Built on a one-page copy (the first chapter only) to keep it fast.
+    """
+    myst = _require_myst()
+    book = _prepared_book(tmp_path)
+    first = toc_chapters()[0]
+    config_path = book / "myst.yml"
+    config = config_path.read_text(encoding="utf-8")
+    entries = "".join(f"    - file: {chapter}\n" for chapter in toc_chapters())
+    assert entries in config, "the toc entries of myst.yml are not one line each"
+    config_path.write_text(config.replace(entries, f"    - file: {first}\n"), encoding="utf-8")
+    notebook = Path(first).with_suffix(".ipynb")
+    (book / notebook).unlink()
+    result = run_content_build(book, myst)
+    assert any(notebook.name in line for line in result.problems), result.report()
 
 
 def test_the_real_pages_of_a_broken_book_stay_clean(

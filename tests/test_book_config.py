@@ -236,3 +236,45 @@ def test_every_chapter_selects_the_inline_backend_first() -> None:
     for path in sorted((REPO_ROOT / "chapters").glob("[0-9][0-9]_*.md")):
         first = re.search(r"```\{code-cell\} ipython3\n(?:---\n.*?---\n)?(.*?)```", path.read_text(), flags=re.S)
         assert first and first.group(1).lstrip().startswith("%matplotlib inline"), f"{path.name}: first code cell must start with %matplotlib inline"
+
+
+def front_matter(markdown: str) -> dict:
+    """The YAML front matter of a MyST page (empty when it has none)."""
+    match = re.match(r"---\n(.*?)\n---\n", markdown, flags=re.S)
+    return (yaml.safe_load(match.group(1)) or {}) if match else {}
+
+
+def test_front_matter_reads_the_leading_block_only() -> None:
+    assert front_matter("---\na: 1\n---\n# T\n---\nb: 2\n---\n") == {"a": 1}
+    assert front_matter("# T\n") == {}
+
+
+def test_every_bibliography_entry_is_cited() -> None:
+    """No dead entries: each key of references.bib is cited by some chapter."""
+    keys = bib_keys((REPO_ROOT / "references.bib").read_text(encoding="utf-8"))
+    cited = set().union(
+        *(cited_keys((REPO_ROOT / path).read_text(encoding="utf-8")) for path in chapter_files())
+    )
+    unused = sorted(set(keys) - cited)
+    assert unused == [], f"references.bib entries no chapter cites (cite them or remove them): {unused}"
+
+
+@pytest.mark.parametrize("chapter", chapter_files())
+def test_every_chapter_offers_its_notebook_and_source_for_download(chapter: str) -> None:
+    """Front matter ``downloads:`` lists the chapter's own .ipynb and .md, each with a title.
+
+    A page's ``downloads`` replace mystmd's default download (the page source), so both are
+    listed; paths are relative to the page. mystmd 1.11 has no per-page setting at project
+    level: ``project.downloads`` in myst.yml adds the *same* files to every page.
+    """
+    downloads = front_matter((REPO_ROOT / chapter).read_text(encoding="utf-8")).get("downloads")
+    stem = Path(chapter).stem
+    fix = (
+        f"add to the front matter of {chapter}:\ndownloads:\n  - file: {stem}.ipynb\n"
+        f"    title: Jupyter notebook (.ipynb)\n  - file: {stem}.md\n"
+        "    title: MyST Markdown source (.md)"
+    )
+    assert isinstance(downloads, list), fix
+    files = [entry.get("file") for entry in downloads if isinstance(entry, dict)]
+    assert files == [f"{stem}.ipynb", f"{stem}.md"], f"got {downloads}; {fix}"
+    assert all(str(entry.get("title", "")).strip() for entry in downloads), f"a download lacks a title: {downloads}"

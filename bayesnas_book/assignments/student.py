@@ -214,6 +214,7 @@ def build_assignments(book: Path, out: Path, names: Sequence[str] | None = None)
         _write_text(paths[0], nbformat.writes(student))
         _write_text(paths[1], nbformat.writes(reference))
         _write_text(site / "chapters" / source.name, student_markdown(student))
+        _write_text(site / "chapters" / f"{source.stem}.ipynb", nbformat.writes(student))  # the page's download
         release.append(paths[0])
         autograder.append(paths[1])
     toc_files = _write_site_config(book, site, [s.stem for s in sources])
