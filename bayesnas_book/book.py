@@ -42,7 +42,7 @@ class BookSyncError(RuntimeError):
     """A chapter pair is missing, out of sync, unexecuted, or failed to execute."""
 
 
-class _CurrentEnvironmentKernels(KernelSpecManager):
+class CurrentEnvironmentKernels(KernelSpecManager):
     """Every kernel name resolves to an IPython kernel of this very interpreter.
 
     A ``python3`` kernelspec found on the path may belong to another environment (one without
@@ -93,7 +93,7 @@ def _read_source(source: Path) -> nbformat.NotebookNode:
 
 
 @contextmanager
-def _quick_profile_environment() -> Iterator[None]:
+def quick_profile_environment() -> Iterator[None]:
     """Chapters are stored as executed in the quick profile, whatever the caller's shell says."""
     saved = {key: os.environ.get(key) for key in ("BAYESNAS_PROFILE", "PYTHONHASHSEED")}
     os.environ["BAYESNAS_PROFILE"] = "quick"
@@ -114,7 +114,7 @@ def _write_atomically(notebook: nbformat.NotebookNode, path: Path) -> None:
 
 
 def _execute(notebook: nbformat.NotebookNode, cwd: Path, timeout: int) -> None:
-    kernel_manager = KernelManager(kernel_name="python3", kernel_spec_manager=_CurrentEnvironmentKernels())
+    kernel_manager = KernelManager(kernel_name="python3", kernel_spec_manager=CurrentEnvironmentKernels())
     client = NotebookClient(
         notebook,
         km=kernel_manager,
@@ -145,7 +145,7 @@ def sync_chapters(chapters_dir: Path, names: Sequence[str] | None = None, timeou
     written = []
     for source in chapter_sources(chapters_dir, names):
         notebook = _read_source(source)
-        with _quick_profile_environment():
+        with quick_profile_environment():
             try:
                 _execute(notebook, chapters_dir, timeout)
             except CellExecutionError as error:

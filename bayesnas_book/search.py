@@ -76,12 +76,12 @@ from bayesnas_book.seeding import seed_everything
 from bayesnas_book.space.derive import derive_cell, magnitude_cell
 from bayesnas_book.space.genotype import Genotype, save_genotype
 from bayesnas_book.space.supernet import CELL_TYPES, Supernet, SupernetSpec
+from bayesnas_book.train.engine import PROGRESS_EVERY
 from bayesnas_book.train.precision import amp_dtype, autocast, to_memory_format
 
 __all__ = ["SearchError", "SearchResult", "SearchRun", "run_search", "search_schedule"]
 
 CHECKPOINT = "checkpoint.pt"
-PROGRESS_EVERY = 20  # steps between progress-bar refreshes (each one waits for the device)
 # Files a finished or running search writes into its output folder.
 OUTPUTS = ("genotype.json", "genotype_magnitude.json", "cells.png", "history.json", "metrics.jsonl", "provenance.json")
 

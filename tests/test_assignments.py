@@ -9,7 +9,6 @@ one kernel. Every stub must fail its tests, every reference must pass them after
 from __future__ import annotations
 
 import json
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,7 +36,7 @@ from bayesnas_book.assignments.markers import (
     END_SOLUTION,
     solution_block_lines,
 )
-from bayesnas_book.book import chapter_sources
+from bayesnas_book.book import chapter_sources, quick_profile_environment
 from bayesnas_book.cli import main
 from tests.conftest import REPO_ROOT
 
@@ -247,19 +246,11 @@ def round_trips() -> dict[str, tuple[dict, dict, list[str]] | BaseException]:
     Measured on the shared 2-core CPU: about 3 minutes for chapters 00-08 (each chapter runs
     once, about as long as its `book sync`).
     """
-    saved = {key: os.environ.get(key) for key in ("BAYESNAS_PROFILE", "PYTHONHASHSEED")}
-    os.environ.update({"BAYESNAS_PROFILE": "quick", "PYTHONHASHSEED": "0"})  # no thread unsets them
-    try:
+    with quick_profile_environment():  # set once here: no thread unsets it
         graded = [s for s in SOURCES if reference_notebook(s)[1]]
         with ThreadPoolExecutor(max_workers=ROUND_TRIP_WORKERS) as pool:
             futures = {s.stem: pool.submit(_round_trip, s) for s in graded}
         return {stem: f.exception() or f.result() for stem, f in futures.items()}
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.mark.slow

@@ -143,16 +143,16 @@ def execute_for_grading(notebook: nbformat.NotebookNode, cwd: Path, timeout: int
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
-    from bayesnas_book.book import _CurrentEnvironmentKernels, _quick_profile_environment
+    from bayesnas_book.book import CurrentEnvironmentKernels, quick_profile_environment
 
     if timeout <= 0:
         raise AssignmentError(f"`timeout` must be > 0 seconds, got {timeout}")
-    kernel_manager = KernelManager(kernel_name="python3", kernel_spec_manager=_CurrentEnvironmentKernels())
+    kernel_manager = KernelManager(kernel_name="python3", kernel_spec_manager=CurrentEnvironmentKernels())
     client = NotebookClient(
         notebook, km=kernel_manager, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
         record_timing=False, resources={"metadata": {"path": str(cwd)}},
     )
-    with _quick_profile_environment():
+    with quick_profile_environment():
         client.execute()
 
 

@@ -80,6 +80,7 @@ from bayesnas_book.train.precision import amp_dtype, autocast, to_memory_format
 __all__ = ["CHECKPOINT", "OUTPUTS", "TrainError", "TrainResult", "Trainer", "check_dataset", "train_model"]
 
 CHECKPOINT = "checkpoint.pt"
+PROGRESS_EVERY = 20  # optimiser steps between progress-bar refreshes (each one is a host synchronisation)
 # Files a running or finished training run writes into its output folder (besides the checkpoint).
 OUTPUTS = ("metrics.jsonl", "model.pt", "provenance.json")
 
@@ -352,7 +353,7 @@ class Trainer:
         started = time.perf_counter()
         bar = tqdm(take(loader, config.max_batches_per_epoch), total=self.steps_per_epoch, disable=not (self.progress and self.is_main),
                    desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
-        for x, y in bar:
+        for index, (x, y) in enumerate(bar):
             x = to_memory_format(x.to(device, non_blocking=True), config.channels_last)
             y = y.to(device, non_blocking=True)
             with autocast(device, self.dtype):
@@ -373,7 +374,7 @@ class Trainer:
             loss_sum += loss.detach().double() * B
             correct += topk_correct(logits.detach(), y, (1,))[0]
             seen += B
-            if self.progress:
+            if self.progress and (index + 1) % PROGRESS_EVERY == 0:  # each refresh waits for the device
                 elapsed = time.perf_counter() - started
                 bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{int(correct) / seen:.3f}",
                                 img_s=f"{seen / max(elapsed, 1e-9):.0f}")
