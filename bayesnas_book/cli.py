@@ -230,8 +230,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     config = load_config(args.profile, args.config, args.overrides)
     if args.repeats < 1:
         raise UserError(f"--repeats must be >= 1, got {args.repeats}")
-    _, text = run_suite(args.suite, config, args.out, repeats=args.repeats, exact=args.exact, compile=args.compile,
-                        tiny=args.tiny)
+    try:
+        _, text = run_suite(args.suite, config, args.out, repeats=args.repeats, exact=args.exact, compile=args.compile,
+                            tiny=args.tiny)
+    except ValueError as error:
+        raise UserError(str(error)) from None
     print(text)
     if args.out:
         print(f"wrote {Path(args.out) / BENCH_SUITES[args.suite]}")

@@ -122,10 +122,16 @@ def run_gpu_check(out: str | Path | None, device: str = "auto", tiny: bool = Fal
     Returns:
         The JSON-ready result (``correctness``, ``search`` per batch size, ``training``,
         ``scaling``, ``projected_search_gpu_days``).
+
+    Raises:
+        ValueError: without a CUDA device unless ``tiny``.
     """
     started = time.time()
     config = _paper(device, tiny)
     target = resolve_device(config.device)
+    if target.type != "cuda" and not tiny:
+        raise ValueError(f"the GPU check measures the paper's sizes and needs a CUDA device, got {target}; "
+                         "pass --tiny to run the same code at toy sizes on this device")
     result: dict[str, Any] = {"device": str(target), "tiny": tiny,
                               "card": torch.cuda.get_device_name(target) if target.type == "cuda" else None}
     result["correctness"] = curvature_correctness(target, seed=config.seed, batch_size=4 if tiny else 16)

@@ -94,6 +94,11 @@ def test_bench_command_rejects_zero_repeats(capsys: pytest.CaptureFixture[str]) 
     assert "--repeats must be >= 1, got 0" in capsys.readouterr().err
 
 
+def test_gpu_check_at_paper_sizes_needs_a_gpu(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--suite", "gpu-check", "--set", 'device="cpu"']) == 2
+    assert "needs a CUDA device, got cpu; pass --tiny" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_gpu_check_script_runs_at_toy_sizes(tmp_path) -> None:
     assert main(["bench", "--suite", "gpu-check", "--tiny", "--repeats", "1", "--set", 'device="cpu"', "--out", str(tmp_path)]) == 0
