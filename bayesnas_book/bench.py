@@ -147,25 +147,20 @@ def bench_search(config: RunConfig, repeats: int = 5, warmup: int = 2, exact: bo
         return sum(switch_penalty(net.switch_values(k), penalty_weights(omega[k], search.lambda_o, search.lambda_c))
                    for k in CELL_TYPES)
 
-    def weight_step() -> None:
-        for p in switches:
-            p.requires_grad_(False)
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(device, dtype):
-            loss = F.cross_entropy(forward(x_fast), y)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+    def training_step(train_switches: bool) -> Callable[[], None]:
+        """A weight step (switches frozen) or a switch step (switches and their penalty too)."""
+        def step() -> None:
+            for p in switches:
+                p.requires_grad_(train_switches)
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(device, dtype):
+                loss = F.cross_entropy(forward(x_fast), y)
+            scaler.scale(loss + penalty(model) if train_switches else loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        return step
 
-    def switch_step() -> None:
-        for p in switches:
-            p.requires_grad_(True)
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(device, dtype):
-            loss = F.cross_entropy(forward(x_fast), y)
-        scaler.scale(loss + penalty(model)).backward()
-        scaler.step(optimizer)
-        scaler.update()
+    weight_step, switch_step = training_step(False), training_step(True)
 
     def straightforward_step() -> None:
         plain_optimizer.zero_grad(set_to_none=True)

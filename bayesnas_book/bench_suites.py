@@ -25,13 +25,13 @@ from bayesnas_book.bench_scaling import bench_scaling, format_scaling
 from bayesnas_book.bench_train import TRAIN_VARIANTS, bench_training, format_training_bench
 from bayesnas_book.config import RunConfig, config_to_dict
 from bayesnas_book.device import resolve_device
-from bayesnas_book.gpu_check import format_gpu_check, run_gpu_check
+from bayesnas_book.gpu_check import format_gpu_check, gpu_check_config, run_gpu_check
 from bayesnas_book.provenance import provenance_record, write_json
+from bayesnas_book.results import BENCH_FILES
 
 __all__ = ["BENCH_SUITES", "run_suite"]
 
-BENCH_SUITES = {"search": "bench.json", "train": "bench_train.json", "scaling": "bench_scaling.json",
-                "gpu-check": "gpu_check.json"}
+BENCH_SUITES = {suite: file for file, suite in BENCH_FILES.items()}  # suite -> the JSON file it writes
 
 
 def run_suite(suite: str, config: RunConfig, out: str | Path | None, repeats: int = 5, exact: bool = False,
@@ -55,11 +55,12 @@ def run_suite(suite: str, config: RunConfig, out: str | Path | None, repeats: in
     """
     if suite not in BENCH_SUITES:
         raise ValueError(f"unknown benchmark suite {suite!r}; choose from {', '.join(BENCH_SUITES)}")
-    if suite == "gpu-check":
-        result = run_gpu_check(out, device=config.device, tiny=tiny, repeats=repeats, compile=compile)
-        return result, format_gpu_check(result)
     started = time.time()
-    if suite == "search":
+    if suite == "gpu-check":
+        config = gpu_check_config(config.device, tiny)
+        result = run_gpu_check(config, tiny=tiny, repeats=repeats, compile=compile)
+        text = format_gpu_check(result)
+    elif suite == "search":
         result = bench_search(config, repeats=repeats, exact=exact)
         text = format_bench(result)
     elif suite == "train":

@@ -35,6 +35,7 @@ from bayesnas_book.device import resolve_device
 from bayesnas_book.models.eval_net import cifar_network
 from bayesnas_book.seeding import seed_everything
 from bayesnas_book.space.genotype import get_genotype
+from bayesnas_book.train.losses import split_output
 from bayesnas_book.train.precision import autocast, to_memory_format
 
 __all__ = ["TRAIN_VARIANTS", "bench_training", "format_training_bench", "training_amp_dtype"]
@@ -50,10 +51,6 @@ def training_amp_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16
 
 
-def _logits(output: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    return output[0] if isinstance(output, tuple) else output
-
-
 def _training_step(model: nn.Module, variant: str, x: torch.Tensor, y: torch.Tensor, momentum: float,
                    device: torch.device) -> Callable[[], None]:
     """One SGD step of ``model`` (already in the variant's memory format) as the variant trains it."""
@@ -67,7 +64,7 @@ def _training_step(model: nn.Module, variant: str, x: torch.Tensor, y: torch.Ten
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, dtype):
-            loss = F.cross_entropy(_logits(forward(images)), y)
+            loss = F.cross_entropy(split_output(forward(images))[0], y)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()

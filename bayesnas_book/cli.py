@@ -28,6 +28,7 @@ from pathlib import Path
 
 from bayesnas_book import __version__
 from bayesnas_book.config import PROFILES, ConfigError, RunConfig, config_to_dict, load_config
+from bayesnas_book.results import BENCH_FILES
 
 __all__ = ["build_parser", "main"]
 
@@ -346,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks as ratios to a baseline run in the same process (search, train, scaling, gpu-check)")
     _add_config_arguments(bench)
-    bench.add_argument("--suite", choices=("search", "train", "scaling", "gpu-check"), default="search",
+    bench.add_argument("--suite", choices=tuple(BENCH_FILES.values()), default="search",
                        help="search: a search step and the curvature; train: evaluation training fp32/AMP/NHWC; "
                             "scaling: cost vs batch/width/depth/switches; gpu-check: CUDA correctness + all at paper sizes")
     bench.add_argument("--repeats", type=int, default=5, help="timed repetitions (median and spread)")

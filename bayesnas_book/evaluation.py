@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from bayesnas_book.config import RunConfig, config_to_dict, load_config
-from bayesnas_book.data import cifar10_dataset, digits_splits, mnist_dataset
+from bayesnas_book.data import cifar10_dataset, mnist_dataset, run_digits_splits
 from bayesnas_book.data.transforms import (
     cifar10_eval_transform,
     cifar10_train_transform,
@@ -58,7 +58,7 @@ def evaluation_data(config: RunConfig) -> tuple[Dataset, Dataset, tuple[int, int
     """
     name, root = config.data.dataset, config.data.root or None
     if name == "digits":
-        parts = digits_splits(validation_fraction=config.data.validation_fraction, test_fraction=0.2, seed=config.data.split_seed)
+        parts = run_digits_splits(config.data)
         return parts["train"], parts["test"], (1, 8, 8)
     if name == "cifar10":
         train = cifar10_dataset(root, train=True, transform=cifar10_train_transform(config.search.cutout))

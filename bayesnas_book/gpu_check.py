@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,13 +34,12 @@ import torch
 from bayesnas_book.bench import bench_search
 from bayesnas_book.bench_scaling import bench_scaling
 from bayesnas_book.bench_train import TRAIN_VARIANTS, bench_training, training_amp_dtype
-from bayesnas_book.config import RunConfig, config_to_dict, load_config
+from bayesnas_book.config import RunConfig, load_config
 from bayesnas_book.curvature.api import switch_curvature
 from bayesnas_book.device import resolve_device
-from bayesnas_book.provenance import provenance_record, write_json
 from bayesnas_book.space.supernet import Supernet, SupernetSpec
 
-__all__ = ["MIXED_PRECISION_TOLERANCE", "curvature_correctness", "run_gpu_check"]
+__all__ = ["MIXED_PRECISION_TOLERANCE", "curvature_correctness", "format_gpu_check", "gpu_check_config", "run_gpu_check"]
 
 MIXED_PRECISION_TOLERANCE = 0.1  # relative error of a bf16/fp16 forward's curvature vs float32
 FLOAT64_TOLERANCE = 1e-9
@@ -100,7 +98,8 @@ def curvature_correctness(device: torch.device, seed: int = 0, batch_size: int =
     return result
 
 
-def _paper(device: str, tiny: bool) -> RunConfig:
+def gpu_check_config(device: str = "auto", tiny: bool = False) -> RunConfig:
+    """The paper profile on ``device``; with ``tiny``, shrunk to toy sizes (the same code path)."""
     overrides = [f'device="{device}"']
     if tiny:  # the same code path at toy sizes
         overrides += ["num_threads=1", "search.channels=2", 'search.layout="NR"', "network.channels=2", "network.num_cells=3",
@@ -108,14 +107,14 @@ def _paper(device: str, tiny: bool) -> RunConfig:
     return load_config("paper", overrides=overrides)
 
 
-def run_gpu_check(out: str | Path | None, device: str = "auto", tiny: bool = False, repeats: int = 5,
-                  compile: bool = False, warmup: int = 2) -> dict[str, Any]:
-    """Run the whole check (module docstring) and write ``gpu_check.json`` into ``out``.
+def run_gpu_check(config: RunConfig, tiny: bool = False, repeats: int = 5, compile: bool = False,
+                  warmup: int = 2) -> dict[str, Any]:
+    """Run the whole check (module docstring); ``bayesnas-book bench`` writes it as ``gpu_check.json``.
 
     Args:
-        out: folder for ``gpu_check.json``; ``None`` writes nothing.
-        device: ``"auto"`` (CUDA when present), ``"cuda"`` or ``"cpu"``.
-        tiny: toy sizes (for a CPU); the numbers then say nothing about the paper's sizes.
+        config: :func:`gpu_check_config`'s configuration (its ``device``: ``"auto"`` takes CUDA).
+        tiny: ``config`` is the toy-size one (for a CPU); the numbers then say nothing about the
+            paper's sizes.
         repeats: timed repetitions per benchmark; warmup: untimed ones first.
         compile: add the ``torch.compile`` variant to the evaluation-training benchmark.
 
@@ -127,7 +126,6 @@ def run_gpu_check(out: str | Path | None, device: str = "auto", tiny: bool = Fal
         ValueError: without a CUDA device unless ``tiny``.
     """
     started = time.time()
-    config = _paper(device, tiny)
     target = resolve_device(config.device)
     if target.type != "cuda" and not tiny:
         raise ValueError(f"the GPU check measures the paper's sizes and needs a CUDA device, got {target}; "
@@ -146,11 +144,6 @@ def run_gpu_check(out: str | Path | None, device: str = "auto", tiny: bool = Fal
     paper_batch = result["search"][str(config.data.batch_size)]
     result["projected_search_gpu_days"] = paper_batch["projected_search_s"] / 86_400
     result["wall_s"] = time.time() - started
-    if out is not None:
-        folder = Path(out)
-        folder.mkdir(parents=True, exist_ok=True)
-        record = provenance_record(config_to_dict(config), target, started)
-        write_json(folder / "gpu_check.json", {"result": result, "provenance": record})
     return result
 
 

@@ -51,7 +51,7 @@ KINDS = ("search", "train", "transfer", "compress", "study", "bench")
 
 BENCH_FILES = {"bench.json": "search", "bench_train.json": "train", "bench_scaling.json": "scaling",
                "gpu_check.json": "gpu-check"}
-"""File name of a ``bench`` record -> its suite (the inverse of ``bench_suites.BENCH_SUITES``)."""
+"""File name of a ``bench`` record -> its suite (``bench_suites.BENCH_SUITES`` is derived from it)."""
 
 PROVENANCE_FIELDS = ("command", "config", "git", "device", "started", "wall_time_s")
 """The fields every provenance record holds (:func:`bayesnas_book.provenance.provenance_record`)."""

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from bayesnas_book.config import RunConfig
-from bayesnas_book.data import cifar10_dataset, digits_splits, disjoint_split, mnist_dataset
+from bayesnas_book.data import cifar10_dataset, disjoint_split, mnist_dataset, run_digits_splits
 from bayesnas_book.data.transforms import (
     cifar10_eval_transform,
     cifar10_train_transform,
@@ -68,7 +68,7 @@ def build_search_data(config: RunConfig) -> SearchData:
     root = config.data.root or None
     if name == "digits":
         # the digits' own test split stays untouched by the search (chapters evaluate on it)
-        parts = digits_splits(validation_fraction=config.data.validation_fraction, test_fraction=0.2, seed=config.data.split_seed)
+        parts = run_digits_splits(config.data)
         train = parts["train"]
         assert isinstance(train, TensorDataset)
         warmup_idx, switch_idx = disjoint_split(

@@ -29,7 +29,7 @@ from typing import Any
 
 from bayesnas_book.atomic import atomic_write_bytes
 from bayesnas_book.config import RunConfig, config_to_dict
-from bayesnas_book.data import digits_splits
+from bayesnas_book.data import run_digits_splits
 from bayesnas_book.device import resolve_device
 from bayesnas_book.experiments import (
     RULES,
@@ -156,8 +156,7 @@ def run_study(config: RunConfig, seeds: Sequence[int], lambdas: Sequence[float],
     started = time.time()
     seed_everything(config.seed, deterministic=config.deterministic, num_threads=config.num_threads)
     data = build_search_data(config)
-    splits = digits_splits(validation_fraction=config.data.validation_fraction, test_fraction=0.2,
-                           seed=config.data.split_seed)
+    splits = run_digits_splits(config.data)
     finished = {(d["seed"], d["lambda"]) for d in done}
     for seed, lam in settings:
         if (seed, lam) in finished:

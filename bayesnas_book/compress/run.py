@@ -69,7 +69,7 @@ from bayesnas_book.compress.gates import GatedNet, gate_groups, gate_modules, ke
 from bayesnas_book.compress.models import build_model
 from bayesnas_book.compress.physical import network_size, physically_prune, units_text
 from bayesnas_book.config import RunConfig, config_to_dict
-from bayesnas_book.data import cifar10_dataset, digits_splits, mnist_dataset
+from bayesnas_book.data import cifar10_dataset, mnist_dataset, run_digits_splits
 from bayesnas_book.data.transforms import (
     cifar10_eval_transform,
     cifar10_train_transform,
@@ -126,7 +126,7 @@ def compression_data(config: RunConfig) -> CompressionData:
     """
     name, root = config.data.dataset, config.data.root or None
     if name == "digits":
-        parts = digits_splits(validation_fraction=config.data.validation_fraction, test_fraction=0.2, seed=config.data.split_seed)
+        parts = run_digits_splits(config.data)
         return CompressionData(parts["train"], parts["validation"], parts["test"], (1, 8, 8))
     if name == "mnist":
         train, test = (mnist_dataset(root, train=t, transform=mnist_transform()) for t in (True, False))

@@ -1,6 +1,6 @@
 """Datasets for the book: shipped digits, CIFAR-10, MNIST, ImageNet folders, and fixtures.
 
-* :func:`load_digits`, :func:`digits_splits`: scikit-learn's 8x8 digits, no download
+* :func:`load_digits`, :func:`digits_splits`, :func:`run_digits_splits`: scikit-learn's 8x8 digits, no download
 * :func:`cifar10_dataset`, :func:`mnist_dataset`, :func:`imagenet_folder`: torchvision datasets
   whose files are checked first, with a :class:`DatasetError` that names the file and the fix
 * :func:`prepare_dataset`: check or download a dataset by name (``bayesnas-book data NAME``);
@@ -15,7 +15,7 @@ Datasets live under ``root``; ``root=None`` means :func:`default_data_root`
 """
 
 from bayesnas_book.data.cifar import CheckedCIFAR10, check_cifar10_folder, cifar10_dataset
-from bayesnas_book.data.digits import DIGITS_CLASSES, digits_splits, load_digits
+from bayesnas_book.data.digits import DIGITS_CLASSES, digits_splits, load_digits, run_digits_splits
 from bayesnas_book.data.errors import DatasetError, DatasetNotFoundError
 from bayesnas_book.data.fixtures import (
     write_cifar10_fixture,
@@ -61,6 +61,7 @@ __all__ = [
     "image_grid_figure",
     "imagenet_folder",
     "load_digits",
+    "run_digits_splits",
     "load_samples",
     "mnist_dataset",
     "prepare_dataset",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ __all__ = [
     "digits_splits",
     "load_digits",
     "prepare_digits",
+    "run_digits_splits",
 ]
 
 #: Class names in label order.
@@ -94,6 +96,21 @@ def digits_splits(
         for name, index in zip(("train", "validation", "test"), parts, strict=True)
     }
 
+
+def run_digits_splits(data: Any) -> dict[str, TensorDataset]:
+    """The digits splits of a run: :func:`digits_splits` with the run's ``[data]`` section.
+
+    Every command that uses the digits (search, train, compress, study) cuts them this way, so
+    a run's held-out ``"test"`` split is the same for all of them and set by ``data.split_seed``
+    alone, never by the run's seed.
+
+    Args:
+        data: a :class:`~bayesnas_book.config.DataConfig` (``validation_fraction``, ``split_seed``).
+
+    Returns:
+        As :func:`digits_splits`, with the default test fraction.
+    """
+    return digits_splits(validation_fraction=data.validation_fraction, seed=data.split_seed)
 
 def prepare_digits(
     root: str | os.PathLike[str] | None = None, download: bool = True
