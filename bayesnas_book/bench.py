@@ -11,6 +11,10 @@ For the supernet of a profile, on synthetic data of the profile's image shape an
   ``search.channels_last``, ``search.compile``) over it, with the peak memory of both on a GPU;
 * each curvature method (``recursion``, ``mc_ggn``, ``exact_ggn`` where affordable) per batch, as a
   ratio to one forward+backward of the same batch;
+* with ``fusion=True``, the switch step and the recursion of the same fast path with the other
+  edge evaluation (channel-stacked convolution ops, ``search.fused_edges``, or plain), and the
+  number of compute ops each dispatches per switch step (:func:`count_compute_ops`: what a GPU
+  launches as kernels, roughly; a count, not a timing);
 * the share of a whole search's wall time spent outside weight training (curvature and update),
   projected from these per-step costs and the profile's schedule, and the projected wall time of
   the whole search on this device.
@@ -29,6 +33,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import (
+    TorchDispatchMode,  # also the base of torch's FlopCounterMode
+)
 
 from bayesnas_book.bayes.laplace import initial_state, penalty_weights, switch_penalty
 from bayesnas_book.config import RunConfig
@@ -38,7 +45,8 @@ from bayesnas_book.seeding import seed_everything
 from bayesnas_book.space.supernet import CELL_TYPES, Supernet, SupernetSpec
 from bayesnas_book.train.precision import amp_dtype, autocast, to_memory_format
 
-__all__ = ["IMAGE_SHAPES", "bench_search", "format_bench", "peak_memory_bytes", "summarize_times", "time_interleaved"]
+__all__ = ["IMAGE_SHAPES", "bench_search", "count_compute_ops", "format_bench", "peak_memory_bytes", "summarize_times",
+           "time_interleaved"]
 
 IMAGE_SHAPES = {"digits": (1, 8, 8), "cifar10": (3, 32, 32), "mnist": (1, 28, 28)}
 TRAIN_IMAGES = {"digits": 1078, "cifar10": 45_000, "mnist": 54_000}  # search-training images after validation
@@ -98,19 +106,50 @@ def peak_memory_bytes(step: Callable[[], None], device: torch.device) -> int | N
     return torch.cuda.max_memory_allocated(device) - before
 
 
-def _supernet(config: RunConfig, shape: tuple[int, ...], device: torch.device, fast: bool) -> Supernet:
-    """The profile's supernet, seeded the same way; ``fast`` applies ``search.channels_last``."""
+_ALLOCATIONS = {"aten.empty.memory_format", "aten.empty_strided.default", "aten.empty_like.default"}
+
+
+class _ComputeOpCounter(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if not func.is_view and str(func) not in _ALLOCATIONS:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_compute_ops(step: Callable[[], None]) -> int:
+    """How many compute ops (aten ops that are neither views nor bare allocations) ``step`` dispatches.
+
+    Forward and backward both count. On a GPU each is about one kernel launch, which is what
+    bounds a step of small tensors; on any device it is a deterministic count, not a timing.
+    """
+    with _ComputeOpCounter() as counter:
+        step()
+    return counter.count
+
+
+def _supernet(config: RunConfig, shape: tuple[int, ...], device: torch.device, fast: bool,
+              fused_edges: bool | None = None) -> Supernet:
+    """The profile's supernet, seeded the same way; ``fast`` applies ``search.channels_last``.
+
+    ``fused_edges`` defaults to ``search.fused_edges`` for the fast path, plain edges otherwise.
+    """
     torch.manual_seed(config.seed)
     search = config.search
+    fused = (search.fused_edges and fast) if fused_edges is None else fused_edges
     model = Supernet(SupernetSpec(in_channels=shape[0], num_classes=10, channels=search.channels, layout=search.layout,
-                                  stem_multiplier=search.stem_multiplier, space=search.space)).to(device).train()
+                                  stem_multiplier=search.stem_multiplier, space=search.space,
+                                  fused_edges=fused)).to(device).train()
     if fast and search.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
 
 
 def bench_search(config: RunConfig, repeats: int = 5, warmup: int = 2, exact: bool = False,
-                 straightforward: bool = True) -> dict[str, Any]:
+                 straightforward: bool = True, fusion: bool = False) -> dict[str, Any]:
     """Measure a search step of ``config``'s supernet (see the module docstring).
 
     Args:
@@ -119,6 +158,8 @@ def bench_search(config: RunConfig, repeats: int = 5, warmup: int = 2, exact: bo
         warmup: untimed repetitions first, >= 0.
         exact: also time ``exact_ggn`` (tens of forward+backward passes per batch: opt-in).
         straightforward: also time the straightforward supernet's switch step (the fast path's baseline).
+        fusion: also time the fast path with the other edge evaluation (``search.fused_edges``
+            flipped) and count the compute ops of both (module docstring).
 
     Returns:
         A JSON-ready dict: ``rows`` (name, seconds median/min/max, images_per_s, ratio), ``share``
@@ -133,34 +174,40 @@ def bench_search(config: RunConfig, repeats: int = 5, warmup: int = 2, exact: bo
     dtype = amp_dtype(search.amp, device)
     model = _supernet(config, shape, device, fast=True)
     plain = _supernet(config, shape, device, fast=False)
-    forward = torch.compile(model) if search.compile else model
     x = torch.randn(B, *shape, device=device)
     y = torch.randint(0, 10, (B,), device=device)
     x_fast = to_memory_format(x, search.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=search.momentum)
-    plain_optimizer = torch.optim.SGD(plain.parameters(), lr=1e-3, momentum=search.momentum)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     omega = {kind: initial_state(model.graphs[kind], dtype=torch.float32)[1].to(device) for kind in CELL_TYPES}
-    switches = model.switch_parameters()
 
     def penalty(net: Supernet) -> torch.Tensor:
         return sum(switch_penalty(net.switch_values(k), penalty_weights(omega[k], search.lambda_o, search.lambda_c))
                    for k in CELL_TYPES)
 
-    def training_step(train_switches: bool) -> Callable[[], None]:
-        """A weight step (switches frozen) or a switch step (switches and their penalty too)."""
+    def fast_path(net: Supernet) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.optim.Optimizer]:
+        """``net``'s (compiled, with ``search.compile``) forward and its SGD optimiser."""
+        forward = torch.compile(net) if search.compile else net
+        return forward, torch.optim.SGD(net.parameters(), lr=1e-3, momentum=search.momentum)
+
+    def training_step(net: Supernet, forward: Callable[[torch.Tensor], torch.Tensor], optimizer: torch.optim.Optimizer,
+                      train_switches: bool) -> Callable[[], None]:
+        """A weight step (switches frozen) or a switch step (switches and their penalty too) of ``net``."""
+        switches = net.switch_parameters()
+
         def step() -> None:
             for p in switches:
                 p.requires_grad_(train_switches)
             optimizer.zero_grad(set_to_none=True)
             with autocast(device, dtype):
                 loss = F.cross_entropy(forward(x_fast), y)
-            scaler.scale(loss + penalty(model) if train_switches else loss).backward()
+            scaler.scale(loss + penalty(net) if train_switches else loss).backward()
             scaler.step(optimizer)
             scaler.update()
         return step
 
-    weight_step, switch_step = training_step(False), training_step(True)
+    forward, optimizer = fast_path(model)
+    weight_step, switch_step = training_step(model, forward, optimizer, False), training_step(model, forward, optimizer, True)
+    plain_optimizer = torch.optim.SGD(plain.parameters(), lr=1e-3, momentum=search.momentum)
 
     def straightforward_step() -> None:
         plain_optimizer.zero_grad(set_to_none=True)
@@ -175,10 +222,10 @@ def bench_search(config: RunConfig, repeats: int = 5, warmup: int = 2, exact: bo
             loss = F.cross_entropy(forward(x_fast), y)
         loss.backward()
 
-    def curvature(method: str) -> Callable[[], None]:
+    def curvature(net: Supernet, method: str) -> Callable[[], None]:
         def run() -> None:
             with autocast(device, dtype):
-                switch_curvature(model, [(x_fast, y)], method=method)
+                switch_curvature(net, [(x_fast, y)], method=method)
         return run
 
     functions: dict[str, Callable[[], None]] = {"forward+backward": forward_backward, "weight step": weight_step,
@@ -186,12 +233,32 @@ def bench_search(config: RunConfig, repeats: int = 5, warmup: int = 2, exact: bo
     if straightforward:
         functions["straightforward switch step"] = straightforward_step
     for method in ("recursion", "mc_ggn") + (("exact_ggn",) if exact else ()):
-        functions[f"curvature {method}"] = curvature(method)
+        functions[f"curvature {method}"] = curvature(model, method)
+    fusion_result = None
+    if fusion:
+        other = _supernet(config, shape, device, fast=True, fused_edges=not search.fused_edges)
+        label = "plain edges" if search.fused_edges else "fused edges"
+        other_step = training_step(other, *fast_path(other), True)
+        functions[f"switch step, {label}"] = other_step
+        functions[f"curvature recursion, {label}"] = curvature(other, "recursion")
+        nets = {"fused edges": model, "plain edges": other} if search.fused_edges else {"fused edges": other, "plain edges": model}
+        # counted eagerly (a compiled step is one graph); a throwaway optimiser: the timed ones keep their state
+        fusion_result = {"compared": label, "compute_ops_per_switch_step": {
+            name: count_compute_ops(training_step(net, net, torch.optim.SGD(net.parameters(), lr=0.0), True))
+            for name, net in nets.items()}}
     times = time_interleaved(functions, device, repeats, warmup)
     rows = summarize_times(times, B, baseline="forward+backward")
     for row in rows:
         row["ratio_to_forward_backward"] = row.pop("ratio_to_baseline")
     by_name = {r["name"]: r["median_s"] for r in rows}
+    if fusion_result is not None:
+        label = fusion_result["compared"]
+        fused_s = {"switch step": by_name["switch step"], "curvature recursion": by_name["curvature recursion"]}
+        other_s = {k: by_name[f"{k}, {label}"] for k in fused_s}
+        if label == "fused edges":
+            fused_s, other_s = other_s, fused_s
+        # > 1: the fused edges are faster
+        fusion_result["speedup_of_fused_edges"] = {k: other_s[k] / fused_s[k] for k in fused_s}
     memory = {"switch step": peak_memory_bytes(switch_step, device),
               "straightforward switch step": peak_memory_bytes(straightforward_step, device) if straightforward else None}
     train_images = TRAIN_IMAGES.get(config.data.dataset, 45_000)
@@ -204,11 +271,13 @@ def bench_search(config: RunConfig, repeats: int = 5, warmup: int = 2, exact: bo
         "device": str(device),
         "batch_size": B,
         "image_shape": list(shape),
-        "switches": sum(p.numel() for p in switches),
+        "switches": sum(p.numel() for p in model.switch_parameters()),
         "weights": sum(p.numel() for p in model.weight_parameters()),
         "repeats": repeats,
         "fast_path": {"amp": str(dtype).removeprefix("torch.") if dtype is not None else "off",
-                      "channels_last": search.channels_last, "compile": search.compile},
+                      "channels_last": search.channels_last, "compile": search.compile,
+                      "fused_edges": search.fused_edges},
+        "fusion": fusion_result,
         "rows": rows,
         "speedup_vs_straightforward": by_name["straightforward switch step"] / by_name["switch step"] if straightforward else None,
         "peak_memory_bytes": memory,
@@ -222,10 +291,10 @@ def format_bench(result: dict[str, Any]) -> str:
     """The benchmark as a text table."""
     lines = [f"supernet: {result['switches']} switches, {result['weights']:,} weights; batch {result['batch_size']} "
              f"of {tuple(result['image_shape'])} on {result['device']} (median of {result['repeats']})",
-             f"{'step':<30}{'median ms':>11}{'min..max ms':>17}{'images/s':>11}{'x fwd+bwd':>11}"]
+             f"{'step':<36}{'median ms':>11}{'min..max ms':>17}{'images/s':>11}{'x fwd+bwd':>11}"]
     for row in result["rows"]:
         spread = f"{1e3 * row['min_s']:.1f}..{1e3 * row['max_s']:.1f}"
-        lines.append(f"{row['name']:<30}{1e3 * row['median_s']:>11.1f}{spread:>17}{row['images_per_s']:>11.0f}"
+        lines.append(f"{row['name']:<36}{1e3 * row['median_s']:>11.1f}{spread:>17}{row['images_per_s']:>11.0f}"
                      f"{row['ratio_to_forward_backward']:>11.2f}")
     fast = result["fast_path"]
     if result["speedup_vs_straightforward"] is not None:
@@ -235,6 +304,11 @@ def format_bench(result: dict[str, Any]) -> str:
     if memory["switch step"] is not None and memory["straightforward switch step"] is not None:
         lines.append(f"peak memory of a switch step: {memory['switch step'] / 2**20:.0f} MiB "
                      f"(straightforward {memory['straightforward switch step'] / 2**20:.0f} MiB)")
+    fusion = result.get("fusion")
+    if fusion:
+        speed, ops = fusion["speedup_of_fused_edges"], fusion["compute_ops_per_switch_step"]
+        lines.append(f"fused edges: switch step {speed['switch step']:.2f}x, recursion {speed['curvature recursion']:.2f}x "
+                     f"the plain edges' speed; compute ops per switch step {ops['fused edges']} vs {ops['plain edges']}")
     lines.append(f"projected search: {result['projected_search_s']:.0f} s, "
                  f"{100 * result['share_outside_weight_training']:.1f}% of it outside weight training")
     return "\n".join(lines)

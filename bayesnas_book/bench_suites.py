@@ -35,7 +35,7 @@ BENCH_SUITES = {suite: file for file, suite in BENCH_FILES.items()}  # suite -> 
 
 
 def run_suite(suite: str, config: RunConfig, out: str | Path | None, repeats: int = 5, exact: bool = False,
-              compile: bool = False, tiny: bool = False) -> tuple[dict[str, Any], str]:
+              compile: bool = False, tiny: bool = False, fusion: bool = False) -> tuple[dict[str, Any], str]:
     """Run one benchmark suite; write its JSON with provenance into ``out`` when given.
 
     Args:
@@ -46,6 +46,7 @@ def run_suite(suite: str, config: RunConfig, out: str | Path | None, repeats: in
         exact: ``search``: also time the exact GGN.
         compile: ``train`` and ``gpu-check``: add the ``torch.compile`` variant.
         tiny: ``gpu-check``: toy sizes (for a CPU).
+        fusion: ``search``: also time the other edge evaluation (fused vs plain; ``gpu-check`` always does).
 
     Returns:
         ``(result, text table)``.
@@ -61,7 +62,7 @@ def run_suite(suite: str, config: RunConfig, out: str | Path | None, repeats: in
         result = run_gpu_check(config, tiny=tiny, repeats=repeats, compile=compile)
         text = format_gpu_check(result)
     elif suite == "search":
-        result = bench_search(config, repeats=repeats, exact=exact)
+        result = bench_search(config, repeats=repeats, exact=exact, fusion=fusion)
         text = format_bench(result)
     elif suite == "train":
         variants = TRAIN_VARIANTS if compile else TRAIN_VARIANTS[:-1]

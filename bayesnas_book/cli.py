@@ -233,7 +233,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise UserError(f"--repeats must be >= 1, got {args.repeats}")
     try:
         _, text = run_suite(args.suite, config, args.out, repeats=args.repeats, exact=args.exact, compile=args.compile,
-                            tiny=args.tiny)
+                            tiny=args.tiny, fusion=args.fusion)
     except ValueError as error:
         raise UserError(str(error)) from None
     print(text)
@@ -353,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=5, help="timed repetitions (median and spread)")
     bench.add_argument("--exact", action="store_true", help="search: also time the exact GGN (slow)")
     bench.add_argument("--compile", action="store_true", help="train, gpu-check: add the torch.compile variant (compiling takes minutes)")
+    bench.add_argument("--fusion", action="store_true",
+                       help="search: also time the other edge evaluation (search.fused_edges flipped) and count compute ops")
     bench.add_argument("--tiny", action="store_true", help="gpu-check: toy sizes, to try the script on a CPU")
     bench.add_argument("--out", default=None, help="folder for the suite's JSON (with provenance)")
     bench.set_defaults(run=_cmd_bench)

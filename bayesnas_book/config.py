@@ -166,10 +166,13 @@ class SearchConfig:
     max_batches_per_epoch: int = field(default=0, metadata={"check": (_non_negative, "must be >= 0")})
     # the GPU fast path (issue 8): amp = off, auto (bf16 on a CUDA GPU that has it), bf16, fp16
     # (CUDA, with a GradScaler) for the supernet forward and the curvature sweep (curvature is
-    # still accumulated in float64); channels_last = NHWC; compile = torch.compile the training forward
+    # still accumulated in float64); channels_last = NHWC; compile = torch.compile the training forward;
+    # fused_edges = evaluate each edge's four convolution ops channel-stacked (space/fused_edge.py:
+    # same parameters and results, fewer and larger kernels)
     amp: str = field(default="off", metadata={"choices": AMP_MODES})
     channels_last: bool = False
     compile: bool = False
+    fused_edges: bool = False
 
 
 SCHEDULES = ("cosine", "exponential", "constant")

@@ -8,12 +8,13 @@ minutes on one H100-class GPU):
    CPU, in float64 (they must agree to ``1e-9`` relative error), and the GPU curvatures of the
    methods the search runs under mixed precision (``recursion``, and ``mc_ggn`` with the same
    seeded label draws; bf16, or fp16 where bf16 is missing) against the GPU float32 ones (relative
-   error reported and bounded by :data:`MIXED_PRECISION_TOLERANCE`), plus the prune/keep agreement
-   of the recursion with the exact GGN.
+   error reported and bounded by :data:`MIXED_PRECISION_TOLERANCE`), the prune/keep agreement
+   of the recursion with the exact GGN, and the recursion of the fused-edge supernet
+   (``search.fused_edges``) on the GPU against the plain one on the CPU, in float64.
 2. **The search step** of the paper-profile supernet on synthetic CIFAR-shaped data at the
    official batch (18) and the paper profile's batch: fast path vs the straightforward supernet,
-   the curvature methods vs one forward+backward, peak memory, and the projected wall time of
-   the full paper search in GPU days.
+   the curvature methods vs one forward+backward, fused vs plain edges (speed and compute ops
+   per step), peak memory, and the projected wall time of the full paper search in GPU days.
 3. **Evaluation training**: the 20-cell CIFAR-10 network at batch 64, fp32 vs mixed precision vs
    channels_last (vs ``torch.compile`` with ``compile=True``), images/s and peak memory.
 4. **Scaling** of the search step and the curvature with the batch size.
@@ -76,6 +77,11 @@ def curvature_correctness(device: torch.device, seed: int = 0, batch_size: int =
         model = gpu_model.cpu()
         result["float64"][method] = _relative_error(gpu, cpu)
         reference[method] = cpu
+    fused = Supernet(dataclasses.replace(model.spec, fused_edges=True)).train().double()
+    fused.load_state_dict(model.state_dict())
+    fused_gpu = switch_curvature(fused.to(device), [(batch[0].double().to(device), batch[1].to(device))],
+                                 method="recursion").diagonal
+    result["float64"]["recursion, fused edges"] = _relative_error(fused_gpu, reference["recursion"])
     mixed = training_amp_dtype(device)
     result["mixed_dtype"] = str(mixed).removeprefix("torch.")
     model = model.float().to(device)
@@ -137,7 +143,7 @@ def run_gpu_check(config: RunConfig, tiny: bool = False, repeats: int = 5, compi
     result["search"] = {}
     for batch in dict.fromkeys(batches):
         setting = dataclasses.replace(config, data=dataclasses.replace(config.data, batch_size=batch))
-        result["search"][str(batch)] = bench_search(setting, repeats=repeats, warmup=warmup)
+        result["search"][str(batch)] = bench_search(setting, repeats=repeats, warmup=warmup, fusion=True)
     variants = TRAIN_VARIANTS if compile else TRAIN_VARIANTS[:-1]
     result["training"] = bench_training(config, repeats=repeats, warmup=warmup, variants=variants)
     result["scaling"] = bench_scaling(config, repeats=max(1, repeats // 2), warmup=min(warmup, 1), factors=("batch",))
@@ -160,5 +166,8 @@ def format_gpu_check(result: dict[str, Any]) -> str:
                      f"{search['speedup_vs_straightforward']:.2f}x straightforward; curvature "
                      + ", ".join(f"{n.removeprefix('curvature ')} {r['ratio_to_forward_backward']:.2f}x"
                                  for n, r in rows.items() if n.startswith("curvature ")) + " fwd+bwd")
+        fusion = search["fusion"]
+        lines.append(f"  fused edges: switch step {fusion['speedup_of_fused_edges']['switch step']:.2f}x, recursion "
+                     f"{fusion['speedup_of_fused_edges']['curvature recursion']:.2f}x the plain edges' speed")
     lines.append(f"projected paper search: {result['projected_search_gpu_days']:.4f} GPU days (target < 0.01)")
     return "\n".join(lines)

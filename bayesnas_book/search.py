@@ -31,8 +31,10 @@ ends with the same genotype as an uninterrupted run (on a CPU).
    splits; a deterministic start ``gamma = omega = 1``; curvature over all classes, averaged
    over many batches; omega summed over every cell of a type (not the last cell's only).
 
-The GPU fast path (``search.amp``, ``search.channels_last``, ``search.compile``): the supernet
-forward runs under autocast (bf16, or fp16 with a ``GradScaler``) in NHWC, the switch penalty and
+The GPU fast path (``search.amp``, ``search.channels_last``, ``search.compile``,
+``search.fused_edges``): the supernet forward runs under autocast (bf16, or fp16 with a
+``GradScaler``) in NHWC, optionally with each edge's convolution ops channel-stacked
+(:class:`~bayesnas_book.space.fused_edge.FusedSwitchedEdge`), the switch penalty and
 the curvature sweep stay in float32 (curvature accumulated in float64), and the training loop keeps
 its running sums on the device, so nothing waits for the GPU inside an epoch except the progress
 bar's refresh every :data:`PROGRESS_EVERY` steps. With everything off (the quick profile) the loop
@@ -135,6 +137,7 @@ class SearchRun:
             layout=search.layout,
             stem_multiplier=search.stem_multiplier,
             space=search.space,
+            fused_edges=search.fused_edges,
         )
         self.model = Supernet(spec).to(self.device)
         try:

@@ -26,7 +26,8 @@ def test_bench_rows_and_projection() -> None:
                      "curvature recursion", "curvature mc_ggn", "curvature exact_ggn"]
     assert result["rows"][0]["ratio_to_forward_backward"] == 1.0
     assert result["switches"] == 2 * 64 and 0.0 < result["share_outside_weight_training"] < 1.0
-    assert result["speedup_vs_straightforward"] > 0 and result["fast_path"] == {"amp": "off", "channels_last": False, "compile": False}
+    assert result["speedup_vs_straightforward"] > 0 and result["fast_path"] == {"amp": "off", "channels_last": False, "compile": False,
+                                                                                      "fused_edges": False}
     assert result["peak_memory_bytes"] == {"switch step": None, "straightforward switch step": None}  # CPU: not measured
     text = format_bench(result)
     assert "projected search" in text and "straightforward" in text
@@ -37,9 +38,23 @@ def test_bench_rows_and_projection() -> None:
 def test_bench_search_runs_the_fast_path_settings() -> None:
     config = load_config("quick", overrides=[*TINY, 'search.amp="bf16"', "search.channels_last=true"])
     result = bench_search(config, repeats=1, warmup=0, straightforward=False)
-    assert result["fast_path"] == {"amp": "bfloat16", "channels_last": True, "compile": False}
+    assert result["fast_path"] == {"amp": "bfloat16", "channels_last": True, "compile": False, "fused_edges": False}
     assert result["speedup_vs_straightforward"] is None
     assert "straightforward switch step" not in [row["name"] for row in result["rows"]]
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_bench_fusion_times_the_other_edge_evaluation(fused: bool) -> None:
+    config = load_config("quick", overrides=[*TINY, f"search.fused_edges={str(fused).lower()}"])
+    result = bench_search(config, repeats=1, warmup=0, straightforward=False, fusion=True)
+    other = "plain edges" if fused else "fused edges"
+    names = [row["name"] for row in result["rows"]]
+    assert names[-2:] == [f"switch step, {other}", f"curvature recursion, {other}"]
+    fusion = result["fusion"]
+    assert fusion["compared"] == other and set(fusion["speedup_of_fused_edges"]) == {"switch step", "curvature recursion"}
+    ops = fusion["compute_ops_per_switch_step"]
+    assert 0 < ops["fused edges"] < ops["plain edges"]  # the point of stacking: fewer ops (kernels on a GPU)
+    assert "fused edges: switch step" in format_bench(result)
 
 
 def test_training_bench_variants_share_the_baseline() -> None:
@@ -70,7 +85,9 @@ def test_scaling_changes_one_factor_at_a_time() -> None:
 
 def test_curvature_correctness_check_passes_on_the_cpu() -> None:
     result = curvature_correctness(torch.device("cpu"), batch_size=4)
-    assert result["float64"] == {"recursion": 0.0, "exact_ggn": 0.0}  # the same device: bit-identical
+    float64 = dict(result["float64"])
+    assert 0.0 <= float64.pop("recursion, fused edges") <= 1e-12  # stacked ops: the same sums, reordered
+    assert float64 == {"recursion": 0.0, "exact_ggn": 0.0}  # the same device: bit-identical
     assert 0.0 < max(result["mixed_precision"].values()) <= MIXED_PRECISION_TOLERANCE
     assert result["passed"] and 0.5 <= result["prune_keep_agreement"] <= 1.0
 

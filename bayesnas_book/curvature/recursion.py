@@ -71,7 +71,7 @@ forwards get a float32 sweep, outside autocast); switch curvatures are summed in
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -87,12 +87,14 @@ __all__ = [
     "GNTape",
     "active_tape",
     "capture",
+    "conv2d_gn_backward",
     "curvature_dtype",
     "gn_backward",
     "iter_switches",
     "register_gn_rule",
     "softmax_cross_entropy_gn",
     "supported_module_types",
+    "switched_edge_branches_gn_backward",
 ]
 
 GNRule = Callable[[nn.Module, torch.Tensor, "GNTape"], torch.Tensor]
@@ -220,6 +222,10 @@ class GNTape:
                 f"module {self.name_of(module)!r} ({type(module).__name__}) saved nothing: run "
                 "the forward inside `with capture(model):` before the sweep"
             ) from None
+
+    def has_saved(self, module: nn.Module) -> bool:
+        """Whether ``module`` saved something in the captured forward."""
+        return module in self._saved
 
     def clear(self) -> None:
         """Free the saved tensors (the collected curvatures stay)."""
@@ -437,6 +443,41 @@ def _linear_rule(module: nn.Linear, H_out: torch.Tensor, tape: GNTape) -> torch.
 # Conv2d ------------------------------------------------------------------------------------
 
 
+def conv2d_gn_backward(
+    H_out: torch.Tensor,
+    weight: torch.Tensor,
+    stride: tuple[int, int] | int,
+    padding: tuple[int, int] | int,
+    dilation: tuple[int, int] | int,
+    groups: int,
+    in_shape: tuple[int, ...],
+) -> torch.Tensor:
+    """The Conv2d rule as a function: ``H_in = conv^T(H_out, W^2)``.
+
+    Args:
+        H_out: ``(B, C_out, H', W')``.
+        weight: the conv weight ``(C_out, C_in / groups, kh, kw)`` (squared here).
+        stride, padding, dilation, groups: the forward conv's (integer padding, zeros).
+        in_shape: the forward input's shape ``(B, C_in, H, W)``.
+
+    Returns:
+        ``(B, C_in, H, W)``: ``sum`` over the outputs each input feeds of ``W^2 * H_out``.
+    """
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    kernel = weight.shape[-2:]
+    # output_padding recovers the exact input size that stride-s flooring lost
+    output_padding = tuple(
+        in_shape[-2 + d]
+        - ((H_out.shape[-2 + d] - 1) * stride[d] - 2 * padding[d] + dilation[d] * (kernel[d] - 1) + 1)
+        for d in range(2)
+    )
+    H_in = F.conv_transpose2d(
+        H_out, weight.detach().to(H_out.dtype).square(), None, stride, padding, output_padding, groups, dilation
+    )
+    assert tuple(H_in.shape[-3:]) == tuple(in_shape[-3:]), (H_in.shape, in_shape)
+    return H_in
+
+
 def _conv2d_rule(module: nn.Conv2d, H_out: torch.Tensor, tape: GNTape) -> torch.Tensor:
     if isinstance(module.padding, str):
         raise RuntimeError(
@@ -452,31 +493,10 @@ def _conv2d_rule(module: nn.Conv2d, H_out: torch.Tensor, tape: GNTape) -> torch.
     squeeze = H_out.ndim == 3  # unbatched (C, H, W)
     if squeeze:
         H_out = H_out.unsqueeze(0)
-    stride, padding, dilation = module.stride, module.padding, module.dilation
-    kernel = module.kernel_size
-    # output_padding recovers the exact input size that stride-s flooring lost
-    output_padding = tuple(
-        in_shape[-2 + d]
-        - (
-            (H_out.shape[-2 + d] - 1) * stride[d]
-            - 2 * padding[d]
-            + dilation[d] * (kernel[d] - 1)
-            + 1
-        )
-        for d in range(2)
+        in_shape = (1, *in_shape)
+    H_in = conv2d_gn_backward(
+        H_out, module.weight, module.stride, module.padding, module.dilation, module.groups, in_shape
     )
-    # H_in = conv^T(H_out, W^2): sum over the outputs each input feeds of W^2 * H_out
-    H_in = F.conv_transpose2d(
-        H_out,
-        _weight(module, H_out).square(),  # (C_out, C_in / groups, kh, kw)
-        None,
-        stride,
-        padding,
-        output_padding,
-        module.groups,
-        dilation,
-    )
-    assert tuple(H_in.shape[-3:]) == tuple(in_shape[-3:]), (H_in.shape, in_shape)
     return H_in.squeeze(0) if squeeze else H_in
 
 
@@ -638,12 +658,22 @@ def _switch_rule(module: Switch, H_out: torch.Tensor, tape: GNTape) -> torch.Ten
     return H_out * s.square()  # H_z = s^2 H_y
 
 
-def _switched_edge_rule(module: SwitchedEdge, H_out: torch.Tensor, tape: GNTape) -> torch.Tensor:
-    H_u = None  # curvature at u = sbar * x, where the K branches meet: add
-    for name in module.op_names:
-        H_branch = gn_backward(module.ops[name], gn_backward(module.switches[name], H_out))
+def switched_edge_branches_gn_backward(
+    edge: SwitchedEdge, H_out: torch.Tensor, op_names: Sequence[str]
+) -> torch.Tensor | None:
+    """Curvature at the edge's ``u = sbar * x`` from the branches ``op_names`` (``None`` if none).
+
+    Collects each branch's child-switch curvature on the way; the branches meet at ``u``: add.
+    """
+    H_u = None
+    for name in op_names:
+        H_branch = gn_backward(edge.ops[name], gn_backward(edge.switches[name], H_out))
         H_u = H_branch if H_u is None else H_u + H_branch
-    return gn_backward(module.parent, H_u)
+    return H_u
+
+
+def _switched_edge_rule(module: SwitchedEdge, H_out: torch.Tensor, tape: GNTape) -> torch.Tensor:
+    return gn_backward(module.parent, switched_edge_branches_gn_backward(module, H_out, module.op_names))
 
 
 # Sequential --------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from torch import nn
 
 from bayesnas_book.curvature.recursion import gn_backward
 from bayesnas_book.space.edge import SwitchedEdge
+from bayesnas_book.space.fused_edge import FusedSwitchedEdge
 from bayesnas_book.space.graph import CellGraph
 
 __all__ = ["SearchCell", "preprocess"]
@@ -59,6 +60,8 @@ class SearchCell(nn.Module):
         prev_channels: channels of ``c_{k-1}``.
         channels: ``C``, the width of every node.
         reduce_prev_prev: ``c_{k-2}`` has twice the resolution of ``c_{k-1}``.
+        fused_edges: build :class:`~bayesnas_book.space.fused_edge.FusedSwitchedEdge` edges
+            (the same edge, its convolution ops evaluated channel-stacked).
 
     Shapes:
         ``forward(c_{k-2}, c_{k-1})`` -> ``(B, num_nodes * C, H', W')``.
@@ -71,6 +74,7 @@ class SearchCell(nn.Module):
         prev_channels: int,
         channels: int,
         reduce_prev_prev: bool = False,
+        fused_edges: bool = False,
     ) -> None:
         super().__init__()
         unused = [name for name in graph.inputs if not graph.edges_out_of(name)]
@@ -80,7 +84,8 @@ class SearchCell(nn.Module):
         self.channels = channels
         self.pre0 = preprocess(prev_prev_channels, channels, reduce_size=reduce_prev_prev)
         self.pre1 = preprocess(prev_channels, channels)
-        self.edges = nn.ModuleList(SwitchedEdge(channels, e.stride, graph.ops) for e in graph.edges)
+        edge_type = FusedSwitchedEdge if fused_edges else SwitchedEdge
+        self.edges = nn.ModuleList(edge_type(channels, e.stride, graph.ops) for e in graph.edges)
 
     @property
     def out_channels(self) -> int:

@@ -83,8 +83,12 @@ class SwitchedEdge(nn.Module):
             ``(B, C, ceil(H / stride), ceil(W / stride))``.
         """
         u = self.parent(x)  # sbar * x, shared by every op
+        return self._sum_branches(u, self.op_names)
+
+    def _sum_branches(self, u: torch.Tensor, names: Sequence[str]) -> torch.Tensor | None:
+        """``sum_k s_k * o_k(u)`` over the ops ``names`` (``None`` for no names)."""
         y = None
-        for name in self.op_names:
+        for name in names:
             branch = self.switches[name](self.ops[name](u))  # s_k * o_k(u)
             y = branch if y is None else y + branch
         return y

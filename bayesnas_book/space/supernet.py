@@ -38,6 +38,9 @@ class SupernetSpec:
         layout: one letter per cell, ``N`` normal or ``R`` reduction (paper: ``"NNRNNRNN"``).
         stem_multiplier: the stem outputs ``stem_multiplier * C`` channels (official: 3).
         space: ``"bayesnas"`` (8 edges per cell) or ``"darts"`` (14 edges).
+        fused_edges: evaluate each edge's convolution ops channel-stacked
+            (:class:`~bayesnas_book.space.fused_edge.FusedSwitchedEdge`): same parameters and
+            outputs, fewer and larger kernels.
     """
 
     in_channels: int = 3
@@ -46,6 +49,7 @@ class SupernetSpec:
     layout: str = "NNRNNRNN"
     stem_multiplier: int = 3
     space: str = "bayesnas"
+    fused_edges: bool = False
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "num_classes", "channels", "stem_multiplier"):
@@ -56,6 +60,8 @@ class SupernetSpec:
             raise ValueError(f"`layout` must be a non-empty string of N (normal) and R (reduction), got {self.layout!r}")
         if self.space not in ("bayesnas", "darts"):
             raise ValueError(f"`space` must be bayesnas or darts, got {self.space!r}")
+        if not isinstance(self.fused_edges, bool):
+            raise ValueError(f"`fused_edges` must be true or false, got {self.fused_edges!r}")
 
 
 class Supernet(nn.Module):
@@ -79,7 +85,7 @@ class Supernet(nn.Module):
             if reduction:
                 channels *= 2
             graph = self.graphs["reduction" if reduction else "normal"]
-            cell = SearchCell(graph, prev_prev, prev, channels, reduce_prev_prev=reduction_prev)
+            cell = SearchCell(graph, prev_prev, prev, channels, reduce_prev_prev=reduction_prev, fused_edges=spec.fused_edges)
             cells.append(cell)
             prev_prev, prev, reduction_prev = prev, cell.out_channels, reduction
         self.cells = nn.ModuleList(cells)
