@@ -43,7 +43,7 @@ from bayesnas_book.curvature.api import switch_curvature
 from bayesnas_book.device import resolve_device
 from bayesnas_book.seeding import seed_everything
 from bayesnas_book.space.supernet import CELL_TYPES, Supernet, SupernetSpec
-from bayesnas_book.train.precision import amp_dtype, autocast, to_memory_format
+from bayesnas_book.train.precision import amp_dtype, autocast, compiled_forward, to_memory_format
 
 __all__ = ["IMAGE_SHAPES", "bench_search", "count_compute_ops", "format_bench", "peak_memory_bytes", "summarize_times",
            "time_interleaved"]
@@ -186,7 +186,7 @@ def bench_search(config: RunConfig, repeats: int = 5, warmup: int = 2, exact: bo
 
     def fast_path(net: Supernet) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.optim.Optimizer]:
         """``net``'s (compiled, with ``search.compile``) forward and its SGD optimiser."""
-        forward = torch.compile(net) if search.compile else net
+        forward = compiled_forward(net, search.compile, search.compile_mode)
         return forward, torch.optim.SGD(net.parameters(), lr=1e-3, momentum=search.momentum)
 
     def training_step(net: Supernet, forward: Callable[[torch.Tensor], torch.Tensor], optimizer: torch.optim.Optimizer,
@@ -275,7 +275,8 @@ def bench_search(config: RunConfig, repeats: int = 5, warmup: int = 2, exact: bo
         "weights": sum(p.numel() for p in model.weight_parameters()),
         "repeats": repeats,
         "fast_path": {"amp": str(dtype).removeprefix("torch.") if dtype is not None else "off",
-                      "channels_last": search.channels_last, "compile": search.compile,
+                      "channels_last": search.channels_last,
+                      "compile": search.compile_mode if search.compile else False,
                       "fused_edges": search.fused_edges},
         "fusion": fusion_result,
         "rows": rows,

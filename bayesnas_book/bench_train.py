@@ -15,7 +15,7 @@ bf16 on a CPU, which runs it but rarely gains from it):
 ``amp``                       autocast
 ``channels_last``             NHWC weights and images
 ``amp+channels_last``         both (the paper profile's setting)
-``amp+channels_last+compile`` both, with ``torch.compile`` (opt-in: compiling takes minutes)
+``amp+channels_last+compile`` both, ``torch.compile``d in ``train.compile_mode`` (opt-in: minutes)
 ============================  ============================================================
 """
 
@@ -36,7 +36,7 @@ from bayesnas_book.models.eval_net import cifar_network
 from bayesnas_book.seeding import seed_everything
 from bayesnas_book.space.genotype import get_genotype
 from bayesnas_book.train.losses import split_output
-from bayesnas_book.train.precision import autocast, to_memory_format
+from bayesnas_book.train.precision import autocast, compiled_forward, to_memory_format
 
 __all__ = ["TRAIN_VARIANTS", "bench_training", "format_training_bench", "training_amp_dtype"]
 
@@ -52,11 +52,11 @@ def training_amp_dtype(device: torch.device) -> torch.dtype:
 
 
 def _training_step(model: nn.Module, variant: str, x: torch.Tensor, y: torch.Tensor, momentum: float,
-                   device: torch.device) -> Callable[[], None]:
+                   device: torch.device, compile_mode: str = "default") -> Callable[[], None]:
     """One SGD step of ``model`` (already in the variant's memory format) as the variant trains it."""
     parts = set(variant.split("+"))
     dtype = training_amp_dtype(device) if "amp" in parts else None
-    forward = torch.compile(model) if "compile" in parts else model
+    forward = compiled_forward(model, "compile" in parts, compile_mode)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=momentum)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     images = to_memory_format(x, "channels_last" in parts)
@@ -113,7 +113,7 @@ def bench_training(config: RunConfig, repeats: int = 5, warmup: int = 2, variant
         model = copy.deepcopy(base)
         if "channels_last" in variant:
             model = model.to(memory_format=torch.channels_last)
-        steps[variant] = _training_step(model, variant, x, y, config.train.momentum, device)
+        steps[variant] = _training_step(model, variant, x, y, config.train.momentum, device, config.train.compile_mode)
     times = time_interleaved(steps, device, repeats, warmup)
     rows = summarize_times(times, B, baseline="fp32")
     for row in rows:

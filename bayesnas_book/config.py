@@ -122,6 +122,7 @@ def _layout(value: str) -> bool:
 
 
 AMP_MODES = ("off", "auto", "bf16", "fp16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile(mode=...)
 
 
 @dataclass
@@ -167,11 +168,13 @@ class SearchConfig:
     # the GPU fast path (issue 8): amp = off, auto (bf16 on a CUDA GPU that has it), bf16, fp16
     # (CUDA, with a GradScaler) for the supernet forward and the curvature sweep (curvature is
     # still accumulated in float64); channels_last = NHWC; compile = torch.compile the training forward;
+    # compile_mode = torch.compile's mode ("reduce-overhead" replays CUDA graphs: no launch cost);
     # fused_edges = evaluate each edge's four convolution ops channel-stacked (space/fused_edge.py:
     # same parameters and results, fewer and larger kernels)
     amp: str = field(default="off", metadata={"choices": AMP_MODES})
     channels_last: bool = False
     compile: bool = False
+    compile_mode: str = field(default="default", metadata={"choices": COMPILE_MODES})
     fused_edges: bool = False
 
 
@@ -232,8 +235,10 @@ class TrainConfig:
     amp: str = field(default="off", metadata={"choices": AMP_MODES})
     # channels_last: NHWC memory format for the model and the images (faster convs with AMP on GPUs)
     channels_last: bool = False
-    # compile: torch.compile the model's training forward
+    # compile: torch.compile the model's training forward, with torch.compile's mode compile_mode
+    # ("reduce-overhead" replays CUDA graphs)
     compile: bool = False
+    compile_mode: str = field(default="default", metadata={"choices": COMPILE_MODES})
     # max_batches_per_epoch: 0 = every batch; a positive number caps every epoch (smoke runs)
     max_batches_per_epoch: int = field(default=0, metadata={"check": (_non_negative, "must be >= 0")})
 

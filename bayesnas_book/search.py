@@ -79,7 +79,7 @@ from bayesnas_book.space.derive import derive_cell, magnitude_cell
 from bayesnas_book.space.genotype import Genotype, save_genotype
 from bayesnas_book.space.supernet import CELL_TYPES, Supernet, SupernetSpec
 from bayesnas_book.train.engine import PROGRESS_EVERY
-from bayesnas_book.train.precision import amp_dtype, autocast, to_memory_format
+from bayesnas_book.train.precision import amp_dtype, autocast, compiled_forward, to_memory_format
 
 __all__ = ["SearchError", "SearchResult", "SearchRun", "run_search", "search_schedule"]
 
@@ -146,7 +146,7 @@ class SearchRun:
             raise SearchError(f"`search.amp`: {error}") from None
         if search.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.forward: Callable[[torch.Tensor], torch.Tensor] = torch.compile(self.model) if search.compile else self.model
+        self.forward: Callable[[torch.Tensor], torch.Tensor] = compiled_forward(self.model, search.compile, search.compile_mode)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         missing = [kind for kind in CELL_TYPES if not self.model.cell_indices(kind)]
         if missing:

@@ -9,7 +9,7 @@ import torch
 
 from bayesnas_book.bayes.pruning import PruningError
 from bayesnas_book.cli import main
-from bayesnas_book.config import load_config
+from bayesnas_book.config import ConfigError, load_config
 from bayesnas_book.search import SearchError, run_search, search_schedule
 from bayesnas_book.space.genotype import load_genotype
 
@@ -134,3 +134,22 @@ def test_fp16_channels_last_search_on_cuda(tmp_path) -> None:
     result = run_search(tiny('device="cuda"', 'search.amp="fp16"', "search.channels_last=true"), out=tmp_path / "cuda")
     assert result.genotype is not None
     assert all(m["loss"] == m["loss"] for m in result.metrics)
+
+
+def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    modes = []
+
+    def record(module, mode=None):  # stands in for torch.compile: records the mode, compiles nothing
+        modes.append(mode)
+        return module
+
+    monkeypatch.setattr(torch, "compile", record)
+    run_search(tiny("search.compile=true", 'search.compile_mode="reduce-overhead"'), out=tmp_path / "graphs")
+    assert modes == ["reduce-overhead"]
+    run_search(tiny(), out=tmp_path / "eager")
+    assert modes == ["reduce-overhead"]  # compile off: not called
+
+
+def test_an_unknown_compile_mode_is_refused() -> None:
+    with pytest.raises(ConfigError, match="`search.compile_mode` must be one of default, reduce-overhead, max-autotune"):
+        tiny('search.compile_mode="fastest"')

@@ -75,7 +75,7 @@ from bayesnas_book.train.distributed import (
 from bayesnas_book.train.evaluate import evaluate, topk_correct
 from bayesnas_book.train.losses import split_output, training_loss
 from bayesnas_book.train.optim import build_optimizer, build_scheduler
-from bayesnas_book.train.precision import amp_dtype, autocast, to_memory_format
+from bayesnas_book.train.precision import amp_dtype, autocast, compiled_forward, to_memory_format
 
 __all__ = ["CHECKPOINT", "OUTPUTS", "TrainError", "TrainResult", "Trainer", "check_dataset", "train_model"]
 
@@ -281,7 +281,7 @@ class Trainer:
         trained: nn.Module = self.model
         if distributed is not None:
             self.model, trained = wrap_model(self.model, distributed)
-        self.forward: Callable[[torch.Tensor], Any] = torch.compile(trained) if config.compile else trained
+        self.forward: Callable[[torch.Tensor], Any] = compiled_forward(trained, config.compile, config.compile_mode)
         if distributed is None:
             batches = math.ceil(len(train_set) / config.batch_size)  # type: ignore[arg-type]
         else:  # each process sees ceil(n / W) images (padded), b at a time

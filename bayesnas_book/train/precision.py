@@ -1,4 +1,4 @@
-"""Mixed precision and memory format: which autocast dtype a run uses, and the contexts.
+"""Mixed precision, memory format and compilation: which autocast dtype a run uses, and the contexts.
 
 ``amp`` is ``"off"``, ``"auto"`` (bf16 on a CUDA GPU that supports it, else off), ``"bf16"``
 (CUDA or CPU; on a CPU only when asked) or ``"fp16"`` (CUDA only, with a ``GradScaler``).
@@ -10,8 +10,9 @@ import contextlib
 from typing import Any
 
 import torch
+from torch import nn
 
-__all__ = ["amp_dtype", "autocast", "to_memory_format"]
+__all__ = ["amp_dtype", "autocast", "compiled_forward", "to_memory_format"]
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -51,3 +52,14 @@ def to_memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     if channels_last and x.dim() == 4:
         return x.contiguous(memory_format=torch.channels_last)
     return x
+
+
+def compiled_forward(module: nn.Module, enabled: bool, mode: str = "default") -> Any:
+    """``torch.compile(module, mode=mode)`` when ``enabled``, else ``module`` itself.
+
+    ``mode`` is one of torch.compile's modes (``config.COMPILE_MODES``): ``"reduce-overhead"``
+    records CUDA graphs and replays them, so a step of many small kernels pays no launch cost.
+    """
+    if not enabled:
+        return module
+    return torch.compile(module, mode=None if mode == "default" else mode)
