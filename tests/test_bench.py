@@ -123,3 +123,21 @@ def test_gpu_check_script_runs_at_toy_sizes(tmp_path) -> None:
     result = record["result"]
     assert result["tiny"] and result["correctness"]["passed"] and set(result["search"]) == {"2", "4"}
     assert result["projected_search_gpu_days"] > 0 and record["provenance"]["device"]
+    assert "search_compiled" not in result and result["search"]["2"]["fusion"]["compute_ops_per_switch_step"]
+
+
+@pytest.mark.slow
+def test_gpu_check_compiles_in_reduce_overhead_mode(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    modes = []
+
+    def record(module, mode=None):  # stands in for torch.compile: records the mode, compiles nothing
+        modes.append(mode)
+        return module
+
+    monkeypatch.setattr(torch, "compile", record)
+    assert main(["bench", "--suite", "gpu-check", "--tiny", "--compile", "--repeats", "1", "--set", 'device="cpu"',
+                 "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "gpu_check.json").read_text())["result"]
+    assert result["search_compiled"]["fast_path"]["compile"] == "reduce-overhead"
+    assert "amp+channels_last+compile" in [row["name"] for row in result["training"]["rows"]]
+    assert set(modes) == {"reduce-overhead"} and len(modes) >= 2  # the search step and the training step
