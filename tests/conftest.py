@@ -27,3 +27,16 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def compile_modes(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Replace ``torch.compile`` by a recorder: the list of modes it was called with; nothing compiles."""
+    modes: list = []
+
+    def record(module, mode=None):
+        modes.append(mode)
+        return module
+
+    monkeypatch.setattr(torch, "compile", record)
+    return modes

@@ -127,14 +127,8 @@ def test_gpu_check_script_runs_at_toy_sizes(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_gpu_check_compiles_in_reduce_overhead_mode(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    modes = []
-
-    def record(module, mode=None):  # stands in for torch.compile: records the mode, compiles nothing
-        modes.append(mode)
-        return module
-
-    monkeypatch.setattr(torch, "compile", record)
+def test_gpu_check_compiles_in_reduce_overhead_mode(tmp_path, compile_modes: list) -> None:
+    modes = compile_modes
     assert main(["bench", "--suite", "gpu-check", "--tiny", "--compile", "--repeats", "1", "--set", 'device="cpu"',
                  "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "gpu_check.json").read_text())["result"]
