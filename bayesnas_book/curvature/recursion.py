@@ -33,7 +33,8 @@ AdaptiveAvgPool(1)  ``H_out / (H W)^2`` at every position
 Flatten, Identity   reshape / pass
 Sequential          the children in reverse
 Switch ``y = s z``  collects ``d2L/ds2 ~= sum(z^2 * H_y)`` (batch and positions); ``H_z = s^2 H_y``
-SwitchedEdge        parent and child switches; branches add
+SwitchedEdge        parent and child switches; branches add (``FusedSwitchedEdge``: its own
+                    ``gn_backward``, the same rules on the channel-stacked ops)
 ==================  =========================================================================
 
 Usage::
