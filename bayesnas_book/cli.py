@@ -390,8 +390,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from bayesnas_book.provenance import git_state_at_start
+
     try:
-        return args.run(args)
+        with git_state_at_start():  # provenance names the code a long run started with
+            return args.run(args)
     except (UserError, ConfigError, ValueError) as error:
         print(f"bayesnas-book {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -2,16 +2,20 @@
 
 Every command that writes results also writes ``provenance.json``: the exact command line, the
 configuration, the git commit of the code (and whether the tree had uncommitted changes), the
-device, the library versions, the start date and the wall time.
+device, the library versions, the start date and the wall time. The git state is the one the run
+started from: the command line wraps every command in :func:`git_state_at_start`, so a commit made
+while a long run works does not end up in its record.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,9 @@ import torch
 from bayesnas_book.atomic import atomic_write_bytes
 from bayesnas_book.device import describe_device
 
-__all__ = ["git_commit", "provenance_record", "write_json"]
+__all__ = ["git_commit", "git_state_at_start", "provenance_record", "write_json"]
+
+_GIT_AT_START: dict[str, Any] | None = None  # set by git_state_at_start for the run under way
 
 
 def git_commit(folder: str | Path | None = None) -> dict[str, Any]:
@@ -33,6 +39,17 @@ def git_commit(folder: str | Path | None = None) -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     return {"commit": sha, "dirty": bool(status.strip())}
+
+
+@contextlib.contextmanager
+def git_state_at_start() -> Iterator[dict[str, Any]]:
+    """Fix the git state :func:`provenance_record` reports to the one at entry, for the block's duration."""
+    global _GIT_AT_START
+    previous, _GIT_AT_START = _GIT_AT_START, git_commit()
+    try:
+        yield _GIT_AT_START
+    finally:
+        _GIT_AT_START = previous
 
 
 def _command_line(argv: list[str] | None) -> str:
@@ -62,7 +79,7 @@ def provenance_record(config: dict[str, Any], device: torch.device, started: flo
     return {
         "command": _command_line(argv),
         "config": config,
-        "git": git_commit(),
+        "git": _GIT_AT_START if _GIT_AT_START is not None else git_commit(),
         "device": describe_device(device),
         "versions": {
             "bayesnas_book": __version__,
