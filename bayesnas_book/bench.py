@@ -235,30 +235,28 @@ def bench_search(config: RunConfig, repeats: int = 5, warmup: int = 2, exact: bo
     for method in ("recursion", "mc_ggn") + (("exact_ggn",) if exact else ()):
         functions[f"curvature {method}"] = curvature(model, method)
     fusion_result = None
+    own = "fused edges" if search.fused_edges else "plain edges"  # the profile's edge evaluation
     if fusion:
-        other = _supernet(config, shape, device, fast=True, fused_edges=not search.fused_edges)
-        label = "plain edges" if search.fused_edges else "fused edges"
-        other_step = training_step(other, *fast_path(other), True)
-        functions[f"switch step, {label}"] = other_step
-        functions[f"curvature recursion, {label}"] = curvature(other, "recursion")
-        nets = {"fused edges": model, "plain edges": other} if search.fused_edges else {"fused edges": other, "plain edges": model}
+        other = "plain edges" if search.fused_edges else "fused edges"
+        other_net = _supernet(config, shape, device, fast=True, fused_edges=not search.fused_edges)
+        functions[f"switch step, {other}"] = training_step(other_net, *fast_path(other_net), True)
+        functions[f"curvature recursion, {other}"] = curvature(other_net, "recursion")
         # counted eagerly (a compiled step is one graph); a throwaway optimiser: the timed ones keep their state
-        fusion_result = {"compared": label, "compute_ops_per_switch_step": {
+        fusion_result = {"compared": other, "compute_ops_per_switch_step": {
             name: count_compute_ops(training_step(net, net, torch.optim.SGD(net.parameters(), lr=0.0), True))
-            for name, net in nets.items()}}
+            for name, net in ((own, model), (other, other_net))}}
     times = time_interleaved(functions, device, repeats, warmup)
     rows = summarize_times(times, B, baseline="forward+backward")
     for row in rows:
         row["ratio_to_forward_backward"] = row.pop("ratio_to_baseline")
     by_name = {r["name"]: r["median_s"] for r in rows}
     if fusion_result is not None:
-        label = fusion_result["compared"]
-        fused_s = {"switch step": by_name["switch step"], "curvature recursion": by_name["curvature recursion"]}
-        other_s = {k: by_name[f"{k}, {label}"] for k in fused_s}
-        if label == "fused edges":
-            fused_s, other_s = other_s, fused_s
+        def seconds(step: str, edges: str) -> float:
+            return by_name[step if edges == own else f"{step}, {edges}"]
+
         # > 1: the fused edges are faster
-        fusion_result["speedup_of_fused_edges"] = {k: other_s[k] / fused_s[k] for k in fused_s}
+        fusion_result["speedup_of_fused_edges"] = {
+            step: seconds(step, "plain edges") / seconds(step, "fused edges") for step in ("switch step", "curvature recursion")}
     memory = {"switch step": peak_memory_bytes(switch_step, device),
               "straightforward switch step": peak_memory_bytes(straightforward_step, device) if straightforward else None}
     train_images = TRAIN_IMAGES.get(config.data.dataset, 45_000)

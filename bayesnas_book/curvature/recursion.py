@@ -87,6 +87,9 @@ __all__ = [
     "GNSaver",
     "GNTape",
     "active_tape",
+    "batch_variance",
+    "batchnorm_gn_scale",
+    "batchnorm_uses_batch_stats",
     "capture",
     "conv2d_gn_backward",
     "curvature_dtype",
@@ -504,28 +507,33 @@ def _conv2d_rule(module: nn.Conv2d, H_out: torch.Tensor, tape: GNTape) -> torch.
 # BatchNorm ---------------------------------------------------------------------------------
 
 
-def _uses_batch_stats(module: nn.modules.batchnorm._BatchNorm) -> bool:
-    # the same decision as _BatchNorm.forward
+def batchnorm_uses_batch_stats(module: nn.modules.batchnorm._BatchNorm) -> bool:
+    """Whether ``module`` normalises with batch statistics now (the decision of ``_BatchNorm.forward``)."""
     return module.training or (module.running_mean is None and module.running_var is None)
 
 
+def batch_variance(x: torch.Tensor) -> torch.Tensor:
+    """The biased per-channel variance BN normalises ``x`` ``(B, C, ...)`` with, ``(C,)``, in the sweep's dtype."""
+    x = x.detach()
+    dims = [0] + list(range(2, x.ndim))  # all but the channel dim
+    return x.to(curvature_dtype(x.dtype)).var(dim=dims, unbiased=False)
+
+
+def batchnorm_gn_scale(var: torch.Tensor, eps: float, weight: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    """The BN rule's per-channel factor in its affine view: ``w^2 / (var + eps)`` (``1 / (var + eps)`` without ``w``)."""
+    scale = 1.0 / (var.detach().to(dtype) + eps)
+    if weight is not None:
+        scale = scale * weight.detach().to(dtype).square()
+    return scale
+
+
 def _save_batchnorm(module: nn.Module, tape: GNTape, inputs: tuple, output: Any) -> None:
-    if _uses_batch_stats(module):
-        x = inputs[0].detach()
-        dims = [0] + list(range(2, x.ndim))  # all but the channel dim
-        var = x.to(curvature_dtype(x.dtype)).var(dim=dims, unbiased=False)  # (C,)
-        tape.save(module, var=var)
-    else:
-        tape.save(module, var=None)
+    tape.save(module, var=batch_variance(inputs[0]) if batchnorm_uses_batch_stats(module) else None)
 
 
 def _batchnorm_rule(module: nn.Module, H_out: torch.Tensor, tape: GNTape) -> torch.Tensor:
     var = tape.saved_for(module)["var"]
-    if var is None:
-        var = module.running_var
-    scale = 1.0 / (var.detach().to(H_out.dtype) + module.eps)  # 1 / (var + eps), (C,)
-    if module.weight is not None:
-        scale = scale * _weight(module, H_out).square()  # w^2 / (var + eps)
+    scale = batchnorm_gn_scale(module.running_var if var is None else var, module.eps, module.weight, H_out.dtype)  # (C,)
     shape = [1, -1] + [1] * (H_out.ndim - 2)  # broadcast over (B, C, ...)
     return H_out * scale.view(shape)
 

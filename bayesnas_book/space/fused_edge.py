@@ -2,8 +2,8 @@ r"""Batched evaluation of an edge's convolution ops: the same edge in fewer, lar
 
 A :class:`~bayesnas_book.space.edge.SwitchedEdge` runs its seven ops one after another, as the
 official code does: the four convolution ops alone are some 30 small layers per edge, each one
-kernel launch forward and about two backward. On a GPU at the paper's batch of 18 such small
-launches, not arithmetic, bound the step (issue 8). :class:`FusedSwitchedEdge` holds exactly
+kernel launch forward and about two backward. On a GPU at the paper's batch of 18, such small
+launches rather than arithmetic may bound the step (issue 8; the GPU check measures it). :class:`FusedSwitchedEdge` holds exactly
 the same modules and parameters (state dicts are interchangeable) but evaluates the convolution
 ops of the edge together, channel-stacked, ``P`` of them (``P <= 4``)::
 
@@ -38,8 +38,10 @@ from torch import nn
 
 from bayesnas_book.curvature.recursion import (
     active_tape,
+    batch_variance,
+    batchnorm_gn_scale,
+    batchnorm_uses_batch_stats,
     conv2d_gn_backward,
-    curvature_dtype,
     gn_backward,
     switched_edge_branches_gn_backward,
 )
@@ -75,11 +77,6 @@ def _bn_common_mode(bns: Sequence[nn.modules.batchnorm._BatchNorm]) -> bool:
     )
 
 
-def _uses_batch_stats(bn: nn.modules.batchnorm._BatchNorm) -> bool:
-    # the decision of _BatchNorm.forward
-    return bn.training or (bn.running_mean is None and bn.running_var is None)
-
-
 def batch_norm_stacked(x: torch.Tensor, bns: Sequence[nn.modules.batchnorm._BatchNorm]) -> torch.Tensor:
     """``x`` whose channel block ``k`` goes through ``bns[k]``, in one ``F.batch_norm`` call.
 
@@ -93,7 +90,7 @@ def batch_norm_stacked(x: torch.Tensor, bns: Sequence[nn.modules.batchnorm._Batc
         ``(B, n C, H, W)``.
     """
     first = bns[0]
-    batch_stats = _uses_batch_stats(first)
+    batch_stats = batchnorm_uses_batch_stats(first)
     # _BatchNorm.forward passes the buffers in eval mode, or in train mode when it tracks them
     use_buffers = first.running_mean is not None and (not first.training or first.track_running_stats)
     running_mean = torch.cat([bn.running_mean for bn in bns]) if use_buffers else None
@@ -120,8 +117,7 @@ def _bn_curvature_scale(
     to use each BN's running variance (eval mode).
     """
     var = batch_var if batch_var is not None else torch.cat([bn.running_var for bn in bns])
-    weight = torch.cat([bn.weight.detach() for bn in bns]).to(dtype)
-    return weight.square() / (var.detach().to(dtype) + bns[0].eps)
+    return batchnorm_gn_scale(var, bns[0].eps, torch.cat([bn.weight for bn in bns]), dtype)
 
 
 def _embed(weight: torch.Tensor, size: int) -> torch.Tensor:
@@ -211,9 +207,6 @@ class FusedSwitchedEdge(SwitchedEdge):
         n_sep, C = len(self.sep_names), self.channels
         first_bn = self._first_blocks()[0][0]
 
-        def batch_var(x: torch.Tensor) -> torch.Tensor:
-            return x.detach().to(curvature_dtype(x.dtype)).var(dim=(0, 2, 3), unbiased=False)
-
         tape.save(
             self,
             stacked=True,
@@ -222,8 +215,9 @@ class FusedSwitchedEdge(SwitchedEdge):
             mask_a=a.detach() > 0,
             mask_b=None if b_act is None else b_act.detach() > 0,
             # the P stacked copies of u share one batch variance
-            var_a=batch_var(u).repeat(len(self.stacked_names)) if _uses_batch_stats(first_bn) else None,
-            var_b=batch_var(v[:, : n_sep * C]) if n_sep and _uses_batch_stats(self._second_blocks()[0][0]) else None,
+            var_a=batch_variance(u).repeat(len(self.stacked_names)) if batchnorm_uses_batch_stats(first_bn) else None,
+            var_b=(batch_variance(v[:, : n_sep * C])
+                   if n_sep and batchnorm_uses_batch_stats(self._second_blocks()[0][0]) else None),
             z=z.detach(),
         )
 
