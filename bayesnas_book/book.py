@@ -6,6 +6,7 @@ outputs so that ``pytest --nbval`` can compare a fresh run against them.
 
 * :func:`sync_chapters` regenerates each ``.ipynb`` from its ``.md`` and executes it in a kernel
   of the *current* Python environment, in the chapters folder, with the quick profile.
+  Cell ids stay what the previous ``.ipynb`` had (:func:`keep_cell_ids`), so a re-sync is no diff.
 * :func:`check_chapters` fails when a pair is out of sync (cell sources, types, tags or nbgrader
   metadata differ), when a code cell was never executed, or when a stored output is an error.
 
@@ -16,8 +17,11 @@ none, since mystmd warns about code-cell options it does not know).
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,9 +37,10 @@ from nbclient.exceptions import CellExecutionError
 from bayesnas_book.assignments.markers import AssignmentError, mark_exercises
 from bayesnas_book.atomic import atomic_write_bytes
 
-__all__ = ["BookSyncError", "chapter_sources", "check_chapters", "sync_chapters"]
+__all__ = ["BookSyncError", "chapter_sources", "check_chapters", "keep_cell_ids", "sync_chapters"]
 
 ALLOWED_ERROR_TAG = "raises-exception"
+_CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # nbformat 4.5's rule for a cell id
 
 
 class BookSyncError(RuntimeError):
@@ -92,6 +97,83 @@ def _read_source(source: Path) -> nbformat.NotebookNode:
     return notebook
 
 
+def _derived_cell_id(cell: nbformat.NotebookNode, taken: set[str]) -> str:
+    """A cell id from the cell's type and source (8 hex digits), salted until no cell has it."""
+    for salt in range(len(taken) + 1):
+        digest = hashlib.sha256(f"{cell.cell_type}\n{salt}\n{cell.source}".encode()).hexdigest()[:8]
+        if digest not in taken:
+            return digest
+    raise AssertionError("unreachable: len(taken) + 1 salts cannot all be taken")
+
+
+def _pair_edited(old: Sequence[nbformat.NotebookNode], new: Sequence[nbformat.NotebookNode]) -> list[tuple[int, int]]:
+    """Which edited cell (index in ``new``) replaced which (index in ``old``) in a changed run.
+
+    Runs of one length pair by position; otherwise each new cell, in order, takes the most
+    similar later old cell of its type (source similarity at least ``0.5``), or none.
+    """
+    if len(old) == len(new):
+        return [(k, k) for k in range(len(old)) if old[k].cell_type == new[k].cell_type]
+    pairs: list[tuple[int, int]] = []
+    start = 0
+    for j, cell in enumerate(new):
+        ratios = {i: difflib.SequenceMatcher(None, old[i].source, cell.source).ratio()
+                  for i in range(start, len(old)) if old[i].cell_type == cell.cell_type}
+        best = max(ratios, key=ratios.__getitem__, default=None)  # the first on a tie
+        if best is not None and ratios[best] >= 0.5:
+            pairs.append((best, j))
+            start = best + 1
+    return pairs
+
+
+def keep_cell_ids(notebook: nbformat.NotebookNode, previous: nbformat.NotebookNode | None) -> None:
+    """Give ``notebook``'s cells the ids of ``previous``'s, in place, so that a re-sync is no diff.
+
+    jupytext draws a random id for every cell it reads. Instead, a cell whose type and source
+    appear unchanged in ``previous`` (aligned in order, as ``difflib`` aligns lines) keeps that
+    cell's id; an edited cell keeps the id of the cell it replaced (:func:`_pair_edited`); any
+    other cell gets an id derived from its type and source, so a first sync gives the same ids
+    on every machine.
+
+    Args:
+        notebook: the notebook regenerated from the MyST source.
+        previous: the ``.ipynb`` it replaces, or ``None`` for a first sync.
+    """
+    old = previous.cells if previous is not None else []
+    matcher = difflib.SequenceMatcher(
+        None, [(c.cell_type, c.source) for c in old], [(c.cell_type, c.source) for c in notebook.cells], autojunk=False
+    )
+    ids: list[str | None] = [None] * len(notebook.cells)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            pairs = list(zip(range(i1, i2), range(j1, j2)))
+        elif tag == "replace":
+            pairs = [(i1 + i, j1 + j) for i, j in _pair_edited(old[i1:i2], notebook.cells[j1:j2])]
+        else:
+            pairs = []
+        for i, j in pairs:
+            ids[j] = old[i].get("id")
+    taken: set[str] = set()
+    for j, cell_id in enumerate(ids):
+        if cell_id is None or cell_id in taken or not _CELL_ID.fullmatch(str(cell_id)):
+            ids[j] = None
+        else:
+            taken.add(cell_id)
+    for cell, cell_id in zip(notebook.cells, ids):
+        if cell_id is None:
+            cell_id = _derived_cell_id(cell, taken)
+            taken.add(cell_id)
+        cell.id = cell_id
+
+
+def _read_previous(target: Path) -> nbformat.NotebookNode | None:
+    """The stored ``.ipynb`` whose cell ids a sync keeps, or ``None`` when missing or unreadable."""
+    try:
+        return nbformat.read(target, as_version=4)
+    except (OSError, ValueError):  # nbformat's read errors are ValueErrors
+        return None
+
+
 @contextmanager
 def quick_profile_environment() -> Iterator[None]:
     """Chapters are stored as executed in the quick profile, whatever the caller's shell says."""
@@ -129,7 +211,8 @@ def sync_chapters(chapters_dir: Path, names: Sequence[str] | None = None, timeou
     """Regenerate and execute ``NN_slug.ipynb`` from each ``NN_slug.md``.
 
     The notebook is written only after every cell ran, atomically, so a failing chapter leaves
-    the previously committed ``.ipynb`` untouched.
+    the previously committed ``.ipynb`` untouched. Cell ids are kept from that ``.ipynb``
+    (:func:`keep_cell_ids`): syncing an unchanged chapter changes no id.
 
     Args:
         chapters_dir: the folder holding the pairs (``chapters/``).
@@ -145,12 +228,13 @@ def sync_chapters(chapters_dir: Path, names: Sequence[str] | None = None, timeou
     written = []
     for source in chapter_sources(chapters_dir, names):
         notebook = _read_source(source)
+        target = source.with_suffix(".ipynb")
+        keep_cell_ids(notebook, _read_previous(target))
         with quick_profile_environment():
             try:
                 _execute(notebook, chapters_dir, timeout)
             except CellExecutionError as error:
                 raise BookSyncError(f"{source.name} failed to execute; its .ipynb was left as it was:\n{error}") from None
-        target = source.with_suffix(".ipynb")
         _write_atomically(notebook, target)
         written.append(target)
     return written

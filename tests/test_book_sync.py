@@ -60,6 +60,39 @@ def test_sync_executes_with_the_quick_profile(tiny_book: Path, monkeypatch: pyte
     check_chapters(tiny_book)
 
 
+def _cell_ids(path: Path) -> list[str]:
+    return [cell.id for cell in nbformat.read(path, as_version=4).cells]
+
+
+def test_sync_keeps_cell_ids_of_an_unchanged_chapter(tiny_book: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Cell ids are no diff: a re-sync keeps them, a fresh sync derives them from the sources."""
+    (written,) = sync_chapters(tiny_book)
+    first = _cell_ids(written)
+    sync_chapters(tiny_book)
+    assert _cell_ids(written) == first
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    shutil.copy(tiny_book / "01_tiny.md", elsewhere)
+    (fresh,) = sync_chapters(elsewhere)
+    assert _cell_ids(fresh) == first
+
+
+def test_sync_keeps_the_ids_of_edited_and_moved_cells(tiny_book: Path) -> None:
+    (written,) = sync_chapters(tiny_book)
+    title, code = _cell_ids(written)
+    source = tiny_book / "01_tiny.md"
+    new_cell = "```{code-cell} ipython3\nprint('new')\n```\n\n"
+    source.write_text(source.read_text().replace("6 * 7", "6 * 8").replace("```{code-cell}", new_cell + "```{code-cell}", 1))
+    sync_chapters(tiny_book)
+    ids = _cell_ids(written)
+    assert ids[0] == title and ids[2] == code  # unchanged, and edited in place: the ids stay
+    assert len(set(ids)) == 3 and re.fullmatch(r"[0-9a-f]{8}", ids[1])
+    notebook = nbformat.read(written, as_version=4)
+    notebook.cells[1].id = "stale"
+    nbformat.write(notebook, written)
+    sync_chapters(tiny_book)
+    assert _cell_ids(written) == ["stale" if i == ids[1] else i for i in ids]
+
+
 def test_missing_and_stale_pairs_are_named(tiny_book: Path) -> None:
     with pytest.raises(BookSyncError, match=r"01_tiny.ipynb is missing: run `bayesnas-book book sync 01_tiny`"):
         check_chapters(tiny_book)
