@@ -37,7 +37,8 @@ from nbclient.exceptions import CellExecutionError
 from bayesnas_book.assignments.markers import AssignmentError, mark_exercises
 from bayesnas_book.atomic import atomic_write_bytes
 
-__all__ = ["BookSyncError", "chapter_sources", "check_chapters", "keep_cell_ids", "sync_chapters"]
+__all__ = ["BookSyncError", "chapter_sources", "check_chapters", "execute_notebook", "keep_cell_ids",
+           "sync_chapters"]
 
 ALLOWED_ERROR_TAG = "raises-exception"
 _CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # nbformat 4.5's rule for a cell id
@@ -195,7 +196,23 @@ def _write_atomically(notebook: nbformat.NotebookNode, path: Path) -> None:
     atomic_write_bytes(path, (text if text.endswith("\n") else text + "\n").encode("utf-8"))
 
 
-def _execute(notebook: nbformat.NotebookNode, cwd: Path, timeout: int) -> None:
+def execute_notebook(notebook: nbformat.NotebookNode, cwd: Path, timeout: int, **options: object) -> None:
+    """Run every cell of ``notebook`` in place, in a new kernel of this environment, then end it.
+
+    nbclient keeps a kernel whose manager the caller passed (it assumes the caller reuses it),
+    until the parent process exits: each executed chapter held its memory (18 graded notebooks
+    under pytest, about 14 GB). Here the kernel is shut down when the notebook is done, on
+    success, on a cell's error and on an interrupt.
+
+    Args:
+        notebook: the notebook to execute; its outputs are written into it.
+        cwd: the kernel's working folder.
+        timeout: seconds allowed per cell.
+        **options: further ``nbclient.NotebookClient`` options (``allow_errors``, ...).
+
+    Raises:
+        nbclient.exceptions.CellExecutionError: when a cell fails (unless ``allow_errors``).
+    """
     kernel_manager = KernelManager(kernel_name="python3", kernel_spec_manager=CurrentEnvironmentKernels())
     client = NotebookClient(
         notebook,
@@ -203,8 +220,13 @@ def _execute(notebook: nbformat.NotebookNode, cwd: Path, timeout: int) -> None:
         timeout=timeout,
         record_timing=False,
         resources={"metadata": {"path": str(cwd)}},
+        **options,
     )
-    client.execute()
+    try:
+        client.execute(cleanup_kc=True)  # shuts the kernel down and closes the client's channels
+    finally:
+        if kernel_manager.has_kernel:  # it failed before nbclient could clean up
+            kernel_manager.shutdown_kernel(now=True)
 
 
 def sync_chapters(chapters_dir: Path, names: Sequence[str] | None = None, timeout: int = 600) -> list[Path]:
@@ -232,7 +254,7 @@ def sync_chapters(chapters_dir: Path, names: Sequence[str] | None = None, timeou
         keep_cell_ids(notebook, _read_previous(target))
         with quick_profile_environment():
             try:
-                _execute(notebook, chapters_dir, timeout)
+                execute_notebook(notebook, chapters_dir, timeout)
             except CellExecutionError as error:
                 raise BookSyncError(f"{source.name} failed to execute; its .ipynb was left as it was:\n{error}") from None
         _write_atomically(notebook, target)

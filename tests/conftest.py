@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
@@ -11,6 +12,17 @@ import torch
 matplotlib.use("Agg")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists: a notebook kernel (our child) is gone once shut down and reaped."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 @pytest.fixture(autouse=True)

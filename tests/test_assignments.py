@@ -38,7 +38,7 @@ from bayesnas_book.assignments.markers import (
 )
 from bayesnas_book.book import chapter_sources, quick_profile_environment
 from bayesnas_book.cli import main
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, process_alive
 
 CHAPTERS = REPO_ROOT / "chapters"
 SOURCES = chapter_sources(CHAPTERS)
@@ -348,6 +348,15 @@ def test_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "no chapter named 99_nope" in capsys.readouterr().err
     with pytest.raises(AssignmentError, match=r"`timeout` must be > 0 seconds, got 0"):
         execute_for_grading(nbformat.v4.new_notebook(), tmp_path, timeout=0)
+
+
+def test_grading_shuts_its_kernel_down(tmp_path: Path) -> None:
+    """Each graded notebook's kernel ends with it, even when a cell fails."""
+    cells = ["import os\nprint(os.getpid())", "raise RuntimeError('boom')"]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    execute_for_grading(notebook, tmp_path, timeout=60)
+    assert notebook.cells[1].outputs[0]["ename"] == "RuntimeError"
+    assert not process_alive(int(notebook.cells[0].outputs[0]["text"]))
 
 
 def test_build_command_prints_the_exercises(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from bayesnas_book.book import BookSyncError, chapter_sources, check_chapters, sync_chapters
 from bayesnas_book.cli import main
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, process_alive
 
 CHAPTERS = REPO_ROOT / "chapters"
 
@@ -116,6 +116,19 @@ def test_unexecuted_and_error_cells_are_named(tiny_book: Path) -> None:
     nbformat.write(notebook, path)
     with pytest.raises(BookSyncError, match=r"cell 1 stores an error \(ValueError\)"):
         check_chapters(tiny_book)
+
+
+def test_every_kernel_is_shut_down(tiny_book: Path) -> None:
+    """A kernel left running holds the chapter's memory until the parent exits (also on error)."""
+    source = tiny_book / "01_tiny.md"
+    writes_pid = "import os\nfrom pathlib import Path\nPath('kernel.pid').write_text(str(os.getpid()))\n"
+    source.write_text(source.read_text().replace("import os\n", writes_pid))
+    sync_chapters(tiny_book)
+    assert not process_alive(int((tiny_book / "kernel.pid").read_text()))
+    source.write_text(source.read_text().replace("print(6 * 7", "raise RuntimeError('boom'); print(6 * 7"))
+    with pytest.raises(BookSyncError, match="boom"):
+        sync_chapters(tiny_book)
+    assert not process_alive(int((tiny_book / "kernel.pid").read_text()))
 
 
 def test_a_failing_chapter_leaves_its_notebook_untouched(tiny_book: Path) -> None:

@@ -139,21 +139,16 @@ def grading_notebook(submission: nbformat.NotebookNode, reference: nbformat.Note
 
 
 def execute_for_grading(notebook: nbformat.NotebookNode, cwd: Path, timeout: int = DEFAULT_TIMEOUT_S) -> None:
-    """Run every cell in place, errors allowed, each cell interrupted after ``timeout`` seconds."""
-    from jupyter_client.manager import KernelManager
-    from nbclient import NotebookClient
+    """Run every cell in place, errors allowed, each cell interrupted after ``timeout`` seconds.
 
-    from bayesnas_book.book import CurrentEnvironmentKernels, quick_profile_environment
+    The kernel is shut down when the notebook is done (:func:`bayesnas_book.book.execute_notebook`).
+    """
+    from bayesnas_book.book import execute_notebook, quick_profile_environment
 
     if timeout <= 0:
         raise AssignmentError(f"`timeout` must be > 0 seconds, got {timeout}")
-    kernel_manager = KernelManager(kernel_name="python3", kernel_spec_manager=CurrentEnvironmentKernels())
-    client = NotebookClient(
-        notebook, km=kernel_manager, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
-        record_timing=False, resources={"metadata": {"path": str(cwd)}},
-    )
     with quick_profile_environment():
-        client.execute()
+        execute_notebook(notebook, cwd, timeout, allow_errors=True, interrupt_on_timeout=True)
 
 
 def _error_of(cell: nbformat.NotebookNode) -> str:
