@@ -46,3 +46,16 @@ def test_bad_inputs_are_clear(tmp_path, capsys: pytest.CaptureFixture[str]) -> N
     assert "model.pt is missing" in capsys.readouterr().err
     assert main(["train", "--genotype", "bayesnas_cifar10_lambda0.01", "--set", "network.num_cells=2"]) == 2
     assert "`network.num_cells` must be >= 3, got 2" in capsys.readouterr().err
+
+
+def test_a_normal_cell_with_stride_2_is_refused_before_training(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = get_genotype("bayesnas_cifar10_lambda0.01").to_dict()
+    data["normal"]["nodes"][2][0]["stride"] = 2
+    path = tmp_path / "strided.json"
+    path.write_text(json.dumps(data))
+    out = tmp_path / "run"
+    args = ["train", "--genotype", str(path), "--out", str(out), "--no-progress"] + [a for o in TINY for a in ("--set", o)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "strided.json, normal cell: node_2 input 'c_{k-1}'" in err and 'set "stride": 1' in err
+    assert not out.exists()

@@ -142,3 +142,32 @@ def test_describe_and_draw() -> None:
     figure = draw_genotype(genotype, "official")
     assert len(figure.axes) == 2
     assert Genotype.from_dict(genotype.to_dict()) == genotype
+
+
+@pytest.mark.parametrize(
+    ("kind", "node", "index", "stride", "message"),
+    [
+        ("normal", 0, 0, 2, r"bad\.json, normal cell: node_0 input 'c_\{k-1\}' \(op sep_conv_5x5\) has stride 2; "
+                            r"a normal cell keeps the resolution.*set \"stride\": 1"),
+        ("reduction", 1, 0, 1, r"bad\.json, reduction cell: node_1 input 'c_\{k-2\}' \(ops max_pool_3x3, avg_pool_3x3\) has stride 1; "
+                               r"an edge from a cell input in a reduction cell halves the resolution.*set \"stride\": 2"),
+        ("reduction", 3, 0, 2, r"bad\.json, reduction cell: node_3 input 'node_0' \(op sep_conv_5x5\) has stride 2; "
+                               r"an edge between nodes keeps the resolution.*set \"stride\": 1"),
+    ],
+)
+def test_strides_that_break_the_space_are_refused_with_the_file_cell_and_op(tmp_path, kind, node, index, stride,
+                                                                             message) -> None:
+    data = get_genotype("bayesnas_cifar10_lambda0.01").to_dict()
+    data[kind]["nodes"][node][index]["stride"] = stride
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(GenotypeError, match=message):
+        load_genotype(path)
+
+
+def test_strides_are_checked_when_a_genotype_is_built_in_code() -> None:
+    official = get_genotype("bayesnas_cifar10_lambda0.01")
+    with pytest.raises(GenotypeError, match=r"^normal cell: node_0 input 'c_\{k-1\}' \(op skip_connect\) has stride 2"):
+        Genotype(official.reduction, official.reduction)
+    with pytest.raises(GenotypeError, match=r"^reduction cell: node_0 input 'c_\{k-1\}' \(op sep_conv_5x5\) has stride 1"):
+        Genotype(official.normal, official.normal)

@@ -63,6 +63,33 @@ class NodeInput:
         return {"source": self.source, "ops": list(self.ops), "stride": self.stride}
 
 
+def _stride_error(node: int, item: NodeInput, expected: int, rule: str) -> str:
+    """The message for ``item`` (an input of ``node``) whose stride should be ``expected``."""
+    ops = f"{'ops' if len(item.ops) > 1 else 'op'} {', '.join(item.ops)}"
+    return (f"node_{node} input {item.source!r} ({ops}) has stride {item.stride}; {rule}: "
+            f'set "stride": {expected} on this input')
+
+
+def _check_cell_strides(cell: CellGenotype, reduction: bool) -> None:
+    """The space's stride rule (as :class:`~bayesnas_book.space.graph.CellGraph` enforces it on edges).
+
+    Every node of a cell has one spatial size: in a normal cell every edge has stride 1; in a
+    reduction cell the edges leaving a cell input have stride 2 and the edges between nodes stride 1.
+    A stride that breaks it would only surface later as a tensor-shape error inside the network.
+
+    Raises:
+        GenotypeError: naming the node, the input and its ops, and the stride to set.
+    """
+    for j, inputs in enumerate(cell.nodes):
+        for item in inputs:
+            if not reduction and item.stride != 1:
+                raise GenotypeError(_stride_error(j, item, 1, "a normal cell keeps the resolution, every edge has stride 1 "
+                                                             "(stride 2 belongs on the reduction cell's edges from a cell input)"))
+            if reduction and item.source in CELL_INPUTS and item.stride != 2:
+                raise GenotypeError(_stride_error(j, item, 2, "an edge from a cell input in a reduction cell halves the "
+                                                             "resolution (every node must have the same spatial size)"))
+
+
 @dataclass(frozen=True)
 class CellGenotype:
     """A derived cell: ``nodes[j]`` is the tuple of inputs of intermediate node ``j``.
@@ -108,7 +135,7 @@ class CellGenotype:
                     if i not in live:
                         raise GenotypeError(f"{where}: node_{i} has no input of its own (prune this input too)")
                     if item.stride != 1:
-                        raise GenotypeError(f"{where}: inputs from nodes have stride 1, got {item.stride}")
+                        raise GenotypeError(_stride_error(j, item, 1, "an edge between nodes keeps the resolution"))
                     continue
                 raise GenotypeError(f"{where}: source must be one of {', '.join(CELL_INPUTS)} or node_i")
         if list(self.concat) != sorted(set(self.concat)):
@@ -162,12 +189,24 @@ class Genotype:
         space: the search space the cells come from (``"bayesnas"`` or ``"darts"``).
         metadata: free-form facts kept with the genotype (e.g. the lambda it was found with,
             official parameter counts); must be JSON-serialisable.
+
+    Raises:
+        GenotypeError: for a stride that breaks the space's rule (stride 2 in the normal cell or
+            between nodes, stride 1 on a reduction cell's edge from a cell input), naming the cell,
+            the node, the input and its ops.
     """
 
     normal: CellGenotype
     reduction: CellGenotype
     space: str = "bayesnas"
     metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        for kind, cell, reduction in (("normal", self.normal, False), ("reduction", self.reduction, True)):
+            try:
+                _check_cell_strides(cell, reduction)
+            except GenotypeError as error:
+                raise GenotypeError(f"{kind} cell: {error}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -188,12 +227,13 @@ class Genotype:
         version = data.get("format_version", FORMAT_VERSION)
         if version != FORMAT_VERSION:
             raise GenotypeError(f"{where}: format_version {version!r} is not supported (this library reads {FORMAT_VERSION})")
-        return cls(
-            normal=CellGenotype.from_dict(data["normal"], f"{where}, normal cell"),
-            reduction=CellGenotype.from_dict(data["reduction"], f"{where}, reduction cell"),
-            space=str(data.get("space", "bayesnas")),
-            metadata=dict(data.get("metadata", {})),
-        )
+        normal = CellGenotype.from_dict(data["normal"], f"{where}, normal cell")
+        reduction = CellGenotype.from_dict(data["reduction"], f"{where}, reduction cell")
+        try:
+            return cls(normal=normal, reduction=reduction, space=str(data.get("space", "bayesnas")),
+                       metadata=dict(data.get("metadata", {})))
+        except GenotypeError as error:
+            raise GenotypeError(f"{where}, {error}") from None
 
     def describe(self) -> str:
         """A few human lines: each node's inputs and ops, per cell."""
