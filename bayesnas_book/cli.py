@@ -1,7 +1,9 @@
 """The ``bayesnas-book`` command.
 
 Subcommands (each a thin layer over a library function; errors are printed as one clear
-message with exit status 2, never a traceback):
+message with exit status 2, never a traceback). The parser is built from light modules only
+(no torch): ``--help``, ``--version`` and usage errors answer at once, and each command imports
+the library's heavy modules in its handler.
 
 * ``bayesnas-book info``: library version, device, profile and the resolved configuration
 * ``bayesnas-book search``: BayesNAS Algorithm 1; writes the genotype, its drawing, the history

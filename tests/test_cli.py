@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -42,3 +43,22 @@ def test_console_script_runs() -> None:
         [sys.executable, "-m", "bayesnas_book.cli", "--version"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0 and result.stdout.strip() == f"bayesnas-book {__version__}"
+
+
+# The modules the parser may import: argparse's answers (help, version, usage errors) come
+# before torch, matplotlib and the library's heavy modules, which take seconds to import.
+LIGHT_MODULES = {"bayesnas_book", "bayesnas_book.cli", "bayesnas_book.config", "bayesnas_book.results"}
+HEAVY_PACKAGES = ("torch", "torchvision", "matplotlib", "numpy", "nbformat", "jupytext", "tqdm")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["search", "--help"], ["search", "--rounds", "many"],
+                                  ["fly"]], ids=["help", "version", "search-help", "bad-value", "bad-command"])
+def test_help_version_and_usage_errors_import_nothing_heavy(argv: list[str]) -> None:
+    command = [sys.executable, "-X", "importtime", "-m", "bayesnas_book.cli", *argv]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == (0 if argv[-1] in ("--help", "--version") else 2), result.stderr[-2000:]
+    imported = {m.group(1) for m in re.finditer(r"^import time:.*\|\s*(\S+)$", result.stderr, re.MULTILINE)}
+    assert "bayesnas_book.config" in imported, "-X importtime lists the imports"
+    heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY_PACKAGES)
+    library = sorted(m for m in imported if m.split(".")[0] == "bayesnas_book" and m not in LIGHT_MODULES)
+    assert not heavy and not library, f"`bayesnas-book {' '.join(argv)}` imported {heavy[:5]} {library[:5]}"
