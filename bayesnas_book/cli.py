@@ -25,12 +25,17 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bayesnas_book import __version__
 from bayesnas_book.config import PROFILES, ConfigError, RunConfig, config_to_dict, load_config
 from bayesnas_book.results import BENCH_FILES
+
+if TYPE_CHECKING:  # the library's heavy modules load inside each command (`--help` answers at once)
+    from bayesnas_book.search import SearchResult
 
 __all__ = ["build_parser", "main"]
 
@@ -106,6 +111,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
     config = load_config(args.profile, args.config, overrides)
     out = _run_folder(args, config, "search")
+    started = time.perf_counter()
     try:
         result = run_search(config, out=out, resume=args.resume, progress=not args.no_progress)
     except (SearchError, DatasetError, PruningError) as error:
@@ -113,7 +119,24 @@ def _cmd_search(args: argparse.Namespace) -> int:
     print(result.genotype.describe())
     print(f"magnitude rule on the same switches (the paper's RQ2 baseline):\n{result.magnitude_genotype.describe()}")
     print(f"wrote {out}/genotype.json, genotype_magnitude.json, cells.png, history.json, metrics.jsonl, provenance.json")
+    print(_search_summary(result, time.perf_counter() - started))
     return 0
+
+
+def _search_summary(result: SearchResult, seconds: float) -> str:
+    """The closing lines of `search`.
+
+    The supernet's validation accuracy after the last epoch, the (edge, op) pairs kept and pruned
+    per cell type, and this command's wall time (of a resumed run: since the resume).
+    """
+    lines = [f"search summary: supernet validation accuracy {100 * result.metrics[-1]['validation_accuracy']:.2f}% "
+             f"(last epoch); wall time {seconds:.1f} s"]
+    for kind, pruning in result.pruning.items():
+        ops, edges = pruning.kept_ops, pruning.kept_edges  # bool (E, K), (E,)
+        kept = int(ops.sum())
+        lines.append(f"  {kind} cell: {kept} (edge, op) pairs kept, {ops.numel() - kept} pruned; "
+                     f"{int(edges.sum())} of {edges.numel()} edges kept")
+    return "\n".join(lines)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -214,7 +237,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
     config = load_config(args.profile, args.config, args.overrides)
     try:
         summary = run_study(config, args.seeds, args.lambdas, args.out, resume=args.resume, channels=args.channels,
-                            num_cells=args.cells)
+                            num_cells=args.cells, progress=not args.no_progress)
     except (StudyError, PruningError) as error:
         raise UserError(str(error)) from None
     rq1, rq2 = summary["rq1"], summary["rq2"]
@@ -345,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--cells", type=int, default=None, help="cells of the stand-alone networks (default network.num_cells)")
     study.add_argument("--out", required=True, help="the study folder")
     study.add_argument("--resume", action="store_true", help="continue the study in --out")
+    study.add_argument("--no-progress", action="store_true", help="no progress bar, no line per finished setting")
     study.set_defaults(run=_cmd_study)
 
     bench = commands.add_parser("bench", help="benchmarks as ratios to a baseline run in the same process (search, train, scaling, gpu-check)")

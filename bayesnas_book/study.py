@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from tqdm.auto import tqdm
 
 from bayesnas_book.atomic import atomic_write_bytes
 from bayesnas_book.config import RunConfig, config_to_dict
@@ -126,8 +129,17 @@ def study_summary(done: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _setting_line(index: int, total: int, setting: dict[str, Any], seconds: float) -> str:
+    """One line for a finished setting: its supernet's accuracy and its three stand-alone results."""
+    top1 = ", ".join(f"{row['rule']} {row['test_top1']:.4f}" for row in setting["standalone"])
+    return (f"study: setting {index}/{total} (seed {setting['seed']}, lambda {setting['lambda']:g}) done in "
+            f"{seconds:.0f} s: supernet validation accuracy {setting['validation_accuracy']:.4f}; "
+            f"stand-alone test top-1: {top1}")
+
+
 def run_study(config: RunConfig, seeds: Sequence[int], lambdas: Sequence[float], out: str | Path,
-              resume: bool = False, channels: int | None = None, num_cells: int | None = None) -> dict[str, Any]:
+              resume: bool = False, channels: int | None = None, num_cells: int | None = None,
+              progress: bool = False) -> dict[str, Any]:
     """Run (or continue) the study; returns what ``study.json`` holds.
 
     Args:
@@ -137,6 +149,8 @@ def run_study(config: RunConfig, seeds: Sequence[int], lambdas: Sequence[float],
         out: the study folder.
         resume: continue the study in ``out``.
         channels, num_cells: the stand-alone network (default ``config.network``).
+        progress: a tqdm bar over the settings, and one line on stderr as each finishes
+            (a setting takes minutes: a search and three trainings).
 
     Raises:
         StudyError: for bad seeds or lambdas, a dataset other than the digits, an occupied
@@ -158,9 +172,12 @@ def run_study(config: RunConfig, seeds: Sequence[int], lambdas: Sequence[float],
     data = build_search_data(config)
     splits = run_digits_splits(config.data)
     finished = {(d["seed"], d["lambda"]) for d in done}
-    for seed, lam in settings:
+    bar = tqdm(total=len(settings), initial=len(finished), desc="study settings", unit="setting", disable=not progress,
+               file=sys.stderr)
+    for index, (seed, lam) in enumerate(settings, start=1):
         if (seed, lam) in finished:
             continue
+        setting_started = time.perf_counter()
         record = search_sweep(config, [(seed, lam)], data=data)[0]
         standalone = compare_cells([record], splits["train"], splits["test"], config.train, channels=channels,
                                    num_cells=num_cells, in_channels=data.in_channels, num_classes=data.num_classes)
@@ -169,6 +186,10 @@ def run_study(config: RunConfig, seeds: Sequence[int], lambdas: Sequence[float],
                      "connectivity": [_jsonable(r) for r in connectivity_rows(record, space=config.search.space)],
                      "standalone": standalone})
         _write_done(out, header, done)  # each search and training seeds itself: settings are independent
+        if progress:
+            tqdm.write(_setting_line(index, len(settings), done[-1], time.perf_counter() - setting_started), file=sys.stderr)
+        bar.update()
+    bar.close()
     summary = study_summary(done)
     write_json(out / "study.json", summary)
     record = provenance_record(config_to_dict(config), resolve_device(config.device), started)

@@ -98,6 +98,14 @@ def test_search_command(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "normal cell (output = concat of" in out and "magnitude rule" in out
+    # the closing summary: validation accuracy, pairs kept / pruned per cell type, wall time
+    accuracy = json.loads((tmp_path / "cli" / "metrics.jsonl").read_text().splitlines()[-1])["validation_accuracy"]
+    assert f"supernet validation accuracy {100 * accuracy:.2f}%" in out and "wall time " in out
+    last = json.loads((tmp_path / "cli" / "history.json").read_text())[-1]
+    for kind in ("normal", "reduction"):
+        ops = torch.tensor(last[kind]["kept"])[:, 1:]
+        kept = int(ops.sum())
+        assert f"{kind} cell: {kept} (edge, op) pairs kept, {ops.numel() - kept} pruned" in out
     assert main(args) == 2
     assert "already holds a search" in capsys.readouterr().err
     sets = [a for o in TINY for a in ("--set", o)]

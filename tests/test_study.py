@@ -74,3 +74,17 @@ def test_study_command_reports_rq1_and_rq2(tmp_path, capsys: pytest.CaptureFixtu
     assert "RQ1: 0 of 2 derived cells have a dangling node" in out and "RQ2  bayesnas" in out
     assert main(args + [a for o in TINY for a in ("--set", o)]) == 2
     assert "already holds a study" in capsys.readouterr().err
+
+
+def test_study_command_reports_each_setting_as_it_finishes(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A study runs for minutes per setting: stderr gets a line as each one finishes."""
+    sets = [a for o in TINY for a in ("--set", o)]
+    args = ["study", "--lambdas", "0.5", "--channels", "2", "--cells", "3", *sets]
+    assert main([*args, "--seeds", "0", "1", "--out", str(tmp_path / "p")]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("study: setting")]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("study: setting 1/2 (seed 0, lambda 0.5) done in ")
+    assert lines[1].startswith("study: setting 2/2 (seed 1, lambda 0.5) done in ")
+    assert "supernet validation accuracy" in lines[0] and "stand-alone test top-1: bayesnas" in lines[0]
+    assert main([*args, "--seeds", "0", "--out", str(tmp_path / "q"), "--no-progress"]) == 0
+    assert "study: setting" not in capsys.readouterr().err
