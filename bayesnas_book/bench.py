@@ -26,6 +26,7 @@ Results print as a table and are written as JSON with provenance. Timings never 
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from torch.utils._python_dispatch import (
 
 from bayesnas_book.bayes.laplace import initial_state, penalty_weights, switch_penalty
 from bayesnas_book.config import RunConfig
+from bayesnas_book.cpu_kernels import channels_last_hazard, cpu_bf16_unsupported
 from bayesnas_book.curvature.api import switch_curvature
 from bayesnas_book.device import resolve_device
 from bayesnas_book.seeding import seed_everything
@@ -148,6 +150,19 @@ def _supernet(config: RunConfig, shape: tuple[int, ...], device: torch.device, f
     return model
 
 
+def _without_unsafe_cpu_settings(config: RunConfig, shape: tuple[int, ...],
+                                  device: torch.device) -> tuple[RunConfig, dict[str, str]]:
+    """``config`` with the fast-path settings this CPU has no safe kernels for turned off, and why."""
+    skipped: dict[str, str] = {}
+    search = config.search
+    if device.type == "cpu" and search.amp in ("bf16", "auto") and amp_dtype(search.amp, device) is not None \
+            and (reason := cpu_bf16_unsupported()):
+        skipped["amp"], search = reason, dataclasses.replace(search, amp="off")
+    if search.channels_last and (reason := channels_last_hazard(_supernet(config, shape, device, fast=False), device)):
+        skipped["channels_last"], search = reason, dataclasses.replace(search, channels_last=False)
+    return dataclasses.replace(config, search=search), skipped
+
+
 def bench_search(config: RunConfig, repeats: int = 5, warmup: int = 2, exact: bool = False,
                  straightforward: bool = True, fusion: bool = False) -> dict[str, Any]:
     """Measure a search step of ``config``'s supernet (see the module docstring).
@@ -170,6 +185,7 @@ def bench_search(config: RunConfig, repeats: int = 5, warmup: int = 2, exact: bo
     seed_everything(config.seed, deterministic=config.deterministic, num_threads=config.num_threads)
     device = resolve_device(config.device)
     shape = IMAGE_SHAPES[config.data.dataset] if config.data.dataset in IMAGE_SHAPES else (3, 32, 32)
+    config, skipped = _without_unsafe_cpu_settings(config, shape, device)
     search, B = config.search, config.data.batch_size
     dtype = amp_dtype(search.amp, device)
     model = _supernet(config, shape, device, fast=True)
@@ -276,6 +292,7 @@ def bench_search(config: RunConfig, repeats: int = 5, warmup: int = 2, exact: bo
                       "channels_last": search.channels_last,
                       "compile": search.compile_mode if search.compile else False,
                       "fused_edges": search.fused_edges},
+        "skipped": skipped,
         "fusion": fusion_result,
         "rows": rows,
         "speedup_vs_straightforward": by_name["straightforward switch step"] / by_name["switch step"] if straightforward else None,
@@ -296,6 +313,8 @@ def format_bench(result: dict[str, Any]) -> str:
         lines.append(f"{row['name']:<36}{1e3 * row['median_s']:>11.1f}{spread:>17}{row['images_per_s']:>11.0f}"
                      f"{row['ratio_to_forward_backward']:>11.2f}")
     fast = result["fast_path"]
+    for setting, reason in (result.get("skipped") or {}).items():
+        lines.append(f"fast path without {setting}: {reason}")
     if result["speedup_vs_straightforward"] is not None:
         lines.append(f"fast path (amp {fast['amp']}, channels_last {fast['channels_last']}, compile {fast['compile']}): "
                      f"switch step {result['speedup_vs_straightforward']:.2f}x the straightforward one's images/s")

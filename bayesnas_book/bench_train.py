@@ -31,6 +31,7 @@ from torch import nn
 
 from bayesnas_book.bench import IMAGE_SHAPES, peak_memory_bytes, summarize_times, time_interleaved
 from bayesnas_book.config import RunConfig
+from bayesnas_book.cpu_kernels import channels_last_hazard, cpu_bf16_unsupported
 from bayesnas_book.device import resolve_device
 from bayesnas_book.models.eval_net import cifar_network
 from bayesnas_book.seeding import seed_everything
@@ -38,7 +39,7 @@ from bayesnas_book.space.genotype import get_genotype
 from bayesnas_book.train.losses import split_output
 from bayesnas_book.train.precision import autocast, compiled_forward, to_memory_format
 
-__all__ = ["TRAIN_VARIANTS", "bench_training", "format_training_bench", "training_amp_dtype"]
+__all__ = ["TRAIN_VARIANTS", "bench_training", "format_training_bench", "training_amp_dtype", "variant_skip_reason"]
 
 TRAIN_VARIANTS = ("fp32", "amp", "channels_last", "amp+channels_last", "amp+channels_last+compile")
 DEFAULT_GENOTYPE = "bayesnas_cifar10_lambda0.01"
@@ -72,6 +73,18 @@ def _training_step(model: nn.Module, variant: str, x: torch.Tensor, y: torch.Ten
     return step
 
 
+def variant_skip_reason(variant: str, model: nn.Module, device: torch.device) -> str | None:
+    """Why ``variant`` is not measured on ``device`` (a CPU without its kernels), or ``None``."""
+    parts = set(variant.split("+"))
+    if device.type != "cpu":
+        return None
+    if "amp" in parts and (reason := cpu_bf16_unsupported()):
+        return reason
+    if "channels_last" in parts and (reason := channels_last_hazard(model, device)):
+        return reason
+    return None
+
+
 def bench_training(config: RunConfig, repeats: int = 5, warmup: int = 2, variants: tuple[str, ...] | None = None,
                    genotype: str = DEFAULT_GENOTYPE, batch_size: int | None = None) -> dict[str, Any]:
     """Images per second of an evaluation-network training step, per variant (module docstring).
@@ -86,8 +99,10 @@ def bench_training(config: RunConfig, repeats: int = 5, warmup: int = 2, variant
         batch_size: images per step; default ``config.train.batch_size``.
 
     Returns:
-        A JSON-ready dict: ``rows`` (name, seconds median/min/max, images_per_s, ratio_to_fp32),
-        ``peak_memory_bytes`` per variant (``None`` off a GPU), the network and the batch.
+        A JSON-ready dict: ``rows`` (name, seconds median/min/max, images_per_s, ratio_to_fp32; or
+        name and ``skipped``, the reason, for a variant this CPU has no safe kernels for, see
+        :func:`variant_skip_reason`), ``peak_memory_bytes`` per measured variant (``None`` off a
+        GPU), the network and the batch.
 
     Raises:
         ValueError: for an unknown variant, ``repeats < 1`` or ``warmup < 0``.
@@ -109,15 +124,19 @@ def bench_training(config: RunConfig, repeats: int = 5, warmup: int = 2, variant
     steps: dict[str, Callable[[], None]] = {}
     if "fp32" not in variants:
         variants = ("fp32", *variants)  # the baseline is always measured
+    skipped = {v: reason for v in variants if (reason := variant_skip_reason(v, base, device))}
     for variant in variants:
+        if variant in skipped:
+            continue
         model = copy.deepcopy(base)
         if "channels_last" in variant:
             model = model.to(memory_format=torch.channels_last)
         steps[variant] = _training_step(model, variant, x, y, config.train.momentum, device, config.train.compile_mode)
     times = time_interleaved(steps, device, repeats, warmup)
-    rows = summarize_times(times, B, baseline="fp32")
-    for row in rows:
+    measured = {row["name"]: row for row in summarize_times(times, B, baseline="fp32")}
+    for row in measured.values():
         row["ratio_to_fp32"] = row.pop("ratio_to_baseline")
+    rows = [measured.get(v) or {"name": v, "skipped": skipped[v]} for v in variants]
     return {
         "device": str(device),
         "genotype": genotype,
@@ -140,6 +159,9 @@ def format_training_bench(result: dict[str, Any]) -> str:
              f"on {result['device']}, amp = {result['amp_dtype']} (median of {result['repeats']})",
              f"{'variant':<28}{'median ms':>11}{'images/s':>11}{'x fp32 speed':>14}{'peak MiB':>10}"]
     for row in result["rows"]:
+        if "skipped" in row:
+            lines.append(f"{row['name']:<28}  skipped: {row['skipped']}")
+            continue
         memory = result["peak_memory_bytes"][row["name"]]
         shown = f"{memory / 2**20:.0f}" if memory is not None else "-"
         lines.append(f"{row['name']:<28}{1e3 * row['median_s']:>11.1f}{row['images_per_s']:>11.0f}"

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
 
 from bayesnas_book.bench import bench_search, format_bench
 from bayesnas_book.bench_scaling import bench_scaling, format_scaling, scaling_settings
+from bayesnas_book import bench_suites
 from bayesnas_book.bench_suites import run_suite
 from bayesnas_book.bench_train import bench_training, format_training_bench
 from bayesnas_book.cli import main
 from bayesnas_book.config import load_config
+from bayesnas_book.cpu_kernels import channels_last_hazard, cpu_bf16_unsupported, onednn_isa
 from bayesnas_book.gpu_check import MIXED_PRECISION_TOLERANCE, curvature_correctness
+from bayesnas_book.isolation import NativeCrash
+from bayesnas_book.space.supernet import Supernet, SupernetSpec
 
 TINY = ["search.channels=2", 'search.layout="NR"', "data.batch_size=4"]
 TINY_NET = ["network.channels=2", "network.num_cells=3", "train.batch_size=4"]
@@ -38,7 +43,12 @@ def test_bench_rows_and_projection() -> None:
 def test_bench_search_runs_the_fast_path_settings() -> None:
     config = load_config("quick", overrides=[*TINY, 'search.amp="bf16"', "search.channels_last=true"])
     result = bench_search(config, repeats=1, warmup=0, straightforward=False)
-    assert result["fast_path"] == {"amp": "bfloat16", "channels_last": True, "compile": False, "fused_edges": False}
+    # this CPU's oneDNN decides what is safe to run (bayesnas_book.cpu_kernels); the rest is skipped, with the reason
+    no_bf16 = cpu_bf16_unsupported()
+    no_nhwc = channels_last_hazard(Supernet(SupernetSpec(in_channels=1, num_classes=10, channels=2, layout="NR")), "cpu")
+    assert result["fast_path"] == {"amp": "off" if no_bf16 else "bfloat16", "channels_last": no_nhwc is None,
+                                   "compile": False, "fused_edges": False}
+    assert result["skipped"] == {k: v for k, v in (("amp", no_bf16), ("channels_last", no_nhwc)) if v}
     assert result["speedup_vs_straightforward"] is None
     assert "straightforward switch step" not in [row["name"] for row in result["rows"]]
 
@@ -61,11 +71,43 @@ def test_training_bench_variants_share_the_baseline() -> None:
     config = load_config("quick", overrides=TINY_NET)
     result = bench_training(config, repeats=1, warmup=0, variants=("amp", "channels_last"))
     assert [row["name"] for row in result["rows"]] == ["fp32", "amp", "channels_last"]
+    assert "skipped" not in result["rows"][0]  # the baseline always runs
     assert result["rows"][0]["ratio_to_fp32"] == 1.0 and result["batch_size"] == 4
     assert result["network"]["num_cells"] == 3 and result["amp_dtype"] == "bfloat16"
     assert "x fp32 speed" in format_training_bench(result)
     with pytest.raises(ValueError, match=r"unknown training variant\(s\) \['fp8'\]; choose from fp32"):
         bench_training(config, variants=("fp8",))
+
+
+@pytest.mark.skipif(onednn_isa() in ("non-x86", "default", "sse41", "avx"), reason="needs oneDNN's AVX2 kernels")
+def test_variants_that_crash_avx2_onednn_are_skipped_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # what a CPU without AVX-512 runs
+    result = bench_training(load_config("quick", overrides=TINY_NET), repeats=1, warmup=0,
+                            variants=("amp", "channels_last", "amp+channels_last"))
+    rows = {row["name"]: row for row in result["rows"]}
+    assert "skipped" not in rows["fp32"] and set(rows) == {"fp32", "amp", "channels_last", "amp+channels_last"}
+    assert "no native bfloat16 kernels" in rows["amp"]["skipped"]
+    assert "corrupts the heap" in rows["channels_last"]["skipped"] and "skipped" in rows["amp+channels_last"]
+    assert re.search(r"channels_last +skipped: channels_last training on this CPU", format_training_bench(result))
+    config = load_config("quick", overrides=[*TINY, 'search.amp="bf16"', "search.channels_last=true"])
+    searched = bench_search(config, repeats=1, warmup=0, straightforward=False)
+    assert searched["fast_path"]["channels_last"] is False and searched["fast_path"]["amp"] == "off"
+    assert set(searched["skipped"]) == {"amp", "channels_last"}
+    assert "fast path without channels_last: channels_last training on this CPU" in format_bench(searched)
+
+
+def test_a_native_crash_in_a_cpu_suite_costs_its_rows_not_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(*args, what: str = "", **kwargs):
+        raise NativeCrash(what, -6)
+
+    monkeypatch.setattr(bench_suites, "call_isolated", crash)
+    result, text = run_suite("train", load_config("quick", overrides=TINY_NET), None, repeats=1)
+    rows = {row["name"]: row for row in result["rows"]}
+    assert "median_s" in rows["fp32"] and set(rows) == {"fp32", "amp", "channels_last", "amp+channels_last"}
+    assert rows["amp"]["skipped"] == "failed: bench --suite train crashed natively in an isolated process (killed by SIGABRT)"
+    result, text = run_suite("search", load_config("quick", overrides=[*TINY, "search.channels_last=true"]), None, repeats=1)
+    assert result["fast_path"]["channels_last"] is False and "killed by SIGABRT" in result["failed"]
+    assert text.endswith("(measured again without bf16 and channels_last)")
 
 
 def test_scaling_changes_one_factor_at_a_time() -> None:
@@ -133,5 +175,6 @@ def test_gpu_check_compiles_in_reduce_overhead_mode(tmp_path, compile_modes: lis
                  "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "gpu_check.json").read_text())["result"]
     assert result["search_compiled"]["fast_path"]["compile"] == "reduce-overhead"
-    assert "amp+channels_last+compile" in [row["name"] for row in result["training"]["rows"]]
-    assert set(modes) == {"reduce-overhead"} and len(modes) >= 2  # the search step and the training step
+    training = {row["name"]: row for row in result["training"]["rows"]}
+    compiled_training = "skipped" not in training["amp+channels_last+compile"]  # unsafe kernels on this CPU: skipped
+    assert set(modes) == {"reduce-overhead"} and len(modes) >= 1 + compiled_training  # the search step and the training step
