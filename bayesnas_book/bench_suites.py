@@ -24,6 +24,7 @@ from typing import Any
 from bayesnas_book.bench import bench_search, format_bench
 from bayesnas_book.bench_scaling import bench_scaling, format_scaling
 from bayesnas_book.bench_train import TRAIN_VARIANTS, bench_training, format_training_bench
+from bayesnas_book.checkpoint import prepare_run_folder
 from bayesnas_book.config import RunConfig, config_to_dict
 from bayesnas_book.device import resolve_device
 from bayesnas_book.isolation import NativeCrash, call_isolated
@@ -109,7 +110,7 @@ def run_suite(suite: str, config: RunConfig, out: str | Path | None, repeats: in
         config = gpu_check_config(config.device, tiny)
     if out is not None:
         folder = Path(out)
-        folder.mkdir(parents=True, exist_ok=True)
+        prepare_run_folder(folder, [BENCH_SUITES[suite]])  # a killed write of this file left its temporary
         record = provenance_record(config_to_dict(config), resolve_device(config.device), started)
         write_json(folder / BENCH_SUITES[suite], {"result": result, "provenance": record})
     return result, text

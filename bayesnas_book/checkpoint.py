@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bayesnas_book.atomic import atomic_writer
+from bayesnas_book.atomic import atomic_writer, remove_stale_temporaries
 
 __all__ = [
     "CheckpointError",
@@ -37,6 +37,7 @@ __all__ = [
     "claim_run_folder",
     "config_differences",
     "load_checkpoint",
+    "prepare_run_folder",
     "restore_rng_state",
     "save_checkpoint",
 ]
@@ -165,6 +166,9 @@ def claim_run_folder(
     Raises:
         CheckpointError: ``out`` holds a run and ``resume`` is off (nothing is overwritten), or the
             checkpoint is missing, corrupt, foreign, or was written with another configuration.
+
+    It only reads: ``out`` is created by :func:`prepare_run_folder` once the run's inputs are
+    checked too, so a refused run leaves no folder behind.
     """
     checkpoint = out / checkpoint_name
     if not resume:
@@ -181,3 +185,22 @@ def claim_run_folder(
             raise CheckpointError(f"cannot resume {checkpoint}: its configuration differs ({listed}); "
                                   "resume with the same settings or start a new --out")
     return payload
+
+
+def prepare_run_folder(out: Path, names: Sequence[str]) -> Path:
+    """Create a claimed output folder (see :func:`claim_run_folder`) and clear what killed writes left.
+
+    Call it after the run's inputs (configuration, dataset, genotype, checkpoint) are checked,
+    before its first write: a run that refuses creates no folder. The atomic writer's stale
+    temporaries of ``names`` (``.checkpoint.pt.XXXXXXXX.tmp`` ...) are removed, nothing else.
+
+    Args:
+        out: the run's output folder (parents are created as needed).
+        names: every file the run writes there, its checkpoint included.
+
+    Returns:
+        ``out``.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out, names)
+    return out

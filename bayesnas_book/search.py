@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from bayesnas_book.atomic import atomic_write_bytes
+from bayesnas_book.atomic import atomic_write_bytes, atomic_writer
 from bayesnas_book.bayes.laplace import (
     initial_state,
     laplace_update,
@@ -65,6 +65,7 @@ from bayesnas_book.bayes.pruning import PruningResult, prune
 from bayesnas_book.checkpoint import (
     CheckpointError,
     claim_run_folder,
+    prepare_run_folder,
     restore_rng_state,
     save_checkpoint,
 )
@@ -392,7 +393,8 @@ def run_search(
 
     Args:
         config: the validated configuration (``config.search`` holds Algorithm 1's settings).
-        out: output folder (created); ``None`` keeps everything in memory (chapters).
+        out: output folder (created once the checkpoint and the data are checked); ``None`` keeps
+            everything in memory (chapters).
         resume: continue the run whose checkpoint is in ``out``.
         progress: tqdm progress bars.
         data: the splits (default: from ``config``).
@@ -412,11 +414,12 @@ def run_search(
     out_path = Path(out) if out is not None else None
     payload = None
     if out_path is not None:
-        out_path.mkdir(parents=True, exist_ok=True)
-        payload = _check_output_folder(out_path, config, resume)
+        payload = _check_output_folder(out_path, config, resume)  # only reads: a refused run creates nothing
     elif resume:
         raise SearchError("--resume needs the --out folder of the run to continue")
-    run = SearchRun(config, data=data, progress=progress)
+    run = SearchRun(config, data=data, progress=progress)  # reads the data: a missing dataset stops here
+    if out_path is not None:
+        prepare_run_folder(out_path, (CHECKPOINT, *OUTPUTS))
     if payload is not None:
         run.load_state_dict(payload["state"])
         restore_rng_state(payload["rng"])
@@ -448,7 +451,9 @@ def _write_outputs(out: Path, run: SearchRun, genotype: Genotype, magnitude: Gen
 
     save_genotype(genotype, out / "genotype.json")
     save_genotype(magnitude, out / "genotype_magnitude.json")
-    draw_genotype(genotype, f"BayesNAS cells (lambda_o={run.config.search.lambda_o})").savefig(out / "cells.png", dpi=100)
+    figure = draw_genotype(genotype, f"BayesNAS cells (lambda_o={run.config.search.lambda_o})")
+    with atomic_writer(out / "cells.png") as handle:  # a kill mid-write leaves no partial PNG
+        figure.savefig(handle, format="png", dpi=100)
     write_json(out / "history.json", run.history)
     record = provenance_record(config_to_dict(run.config), run.device, started)
     record["timings"] = run.timings

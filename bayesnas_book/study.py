@@ -30,7 +30,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from bayesnas_book.atomic import atomic_write_bytes
+from bayesnas_book.atomic import atomic_write_bytes, find_stale_temporaries
+from bayesnas_book.checkpoint import prepare_run_folder
 from bayesnas_book.config import RunConfig, config_to_dict
 from bayesnas_book.data import run_digits_splits
 from bayesnas_book.device import resolve_device
@@ -48,6 +49,7 @@ from bayesnas_book.seeding import seed_everything
 __all__ = ["StudyError", "run_study", "study_summary"]
 
 SETTINGS_FILE = "settings.jsonl"
+FILES = (SETTINGS_FILE, "study.json", "provenance.json")  # every file a study writes into its folder
 
 
 class StudyError(RuntimeError):
@@ -75,7 +77,11 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 def _read_done(out: Path, header: dict[str, Any], resume: bool) -> list[dict[str, Any]]:
     path = out / SETTINGS_FILE
     if not path.exists():
-        if out.exists() and any(out.iterdir()) and not resume:
+        if resume and not out.is_dir():
+            raise StudyError(f"cannot resume: the study folder {out} does not exist; start the study without --resume, "
+                             "or pass the --out folder of the study to continue")
+        stale = find_stale_temporaries(out, FILES)  # a study killed while writing its first setting
+        if out.exists() and any(p not in stale for p in out.iterdir()) and not resume:
             raise StudyError(f"{out} is not empty and holds no study; choose another --out (nothing was overwritten)")
         return []
     if not resume:
@@ -154,7 +160,8 @@ def run_study(config: RunConfig, seeds: Sequence[int], lambdas: Sequence[float],
 
     Raises:
         StudyError: for bad seeds or lambdas, a dataset other than the digits, an occupied
-            ``out``, or a resume with other settings.
+            ``out``, a resume with other settings, or a resume whose ``out`` does not exist (nothing
+            is created before these checks and the data pass).
     """
     if config.data.dataset != "digits":
         raise StudyError(f"the study runs on the shipped digits (data.dataset = \"digits\"), got {config.data.dataset!r}; "
@@ -165,12 +172,12 @@ def run_study(config: RunConfig, seeds: Sequence[int], lambdas: Sequence[float],
     out = Path(out)
     header = {"config": config_to_dict(config), "settings": [list(s) for s in settings],
               "network": {"channels": channels, "num_cells": num_cells}}
-    done = _read_done(out, header, resume)
-    out.mkdir(parents=True, exist_ok=True)
+    done = _read_done(out, header, resume)  # only reads: a refused study creates nothing
     started = time.time()
     seed_everything(config.seed, deterministic=config.deterministic, num_threads=config.num_threads)
     data = build_search_data(config)
     splits = run_digits_splits(config.data)
+    prepare_run_folder(out, FILES)  # the inputs are checked: create the folder, clear killed writes' temporaries
     finished = {(d["seed"], d["lambda"]) for d in done}
     bar = tqdm(total=len(settings), initial=len(finished), desc="study settings", unit="setting", disable=not progress,
                file=sys.stderr)

@@ -23,7 +23,6 @@ page; it stays in the page's data. The solution and tests cells stay, now after 
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +125,11 @@ def student_markdown(student: nbformat.NotebookNode) -> str:
     return jupytext.writes(page, fmt="md:myst")
 
 
+def _copy_file(source: Path, destination: Path) -> None:
+    """Copy one file atomically (a killed build leaves the old file or the new one, never half)."""
+    atomic_write_bytes(destination, source.read_bytes())
+
+
 def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (text if text.endswith("\n") else text + "\n").encode("utf-8"))
@@ -149,8 +153,7 @@ def _write_site_config(book: Path, target: Path, stems: Sequence[str]) -> list[s
         if key in ("logo", "logo_dark", "favicon")
     ]:
         if (book / relative).is_file():
-            (target / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(book / relative, target / relative)
+            _copy_file(book / relative, target / relative)
     return files
 
 
@@ -221,6 +224,8 @@ def build_assignments(book: Path, out: Path, names: Sequence[str] | None = None)
     for relative in toc_files:
         if not (site / relative).is_file():
             raise AssignmentError(f"the student site lacks {relative}")
-    if (chapters / "images").is_dir():
-        shutil.copytree(chapters / "images", site / "chapters" / "images", dirs_exist_ok=True)
+    images = chapters / "images"
+    for image in sorted(images.rglob("*")) if images.is_dir() else []:
+        if image.is_file():
+            _copy_file(image, site / "chapters" / "images" / image.relative_to(images))
     return AssignmentBuild(release, autograder, site, exercises)

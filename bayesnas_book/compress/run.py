@@ -48,6 +48,7 @@ from bayesnas_book.atomic import atomic_write_bytes, atomic_writer
 from bayesnas_book.checkpoint import (
     CheckpointError,
     claim_run_folder,
+    prepare_run_folder,
     restore_rng_state,
     save_checkpoint,
 )
@@ -373,7 +374,8 @@ def run_compress(
 
     Args:
         config: the validated configuration.
-        out: output folder (created); ``None`` keeps everything in memory (chapters, tests).
+        out: output folder (created once the checkpoint and the data are checked); ``None`` keeps
+            everything in memory (chapters, tests).
         resume: continue the run whose checkpoint is in ``out``.
         progress: tqdm progress bars.
         data: the datasets (default :func:`compression_data`).
@@ -392,11 +394,12 @@ def run_compress(
     out_path = Path(out) if out is not None else None
     payload = None
     if out_path is not None:
-        out_path.mkdir(parents=True, exist_ok=True)
-        payload = _check_output_folder(out_path, config, resume)
+        payload = _check_output_folder(out_path, config, resume)  # only reads: a refused run creates nothing
     elif resume:
         raise CompressionError("--resume needs the --out folder of the run to continue")
-    run = CompressionRun(config, data=data, progress=progress)
+    run = CompressionRun(config, data=data, progress=progress)  # reads the data: a missing dataset stops here
+    if out_path is not None:
+        prepare_run_folder(out_path, (CHECKPOINT, *OUTPUTS, *(f"pruned_{method}.pt" for method in ("pretrained", *METHODS))))
     if payload is not None:
         run.load_state_dict(payload["state"])
         restore_rng_state(payload["rng"])

@@ -53,6 +53,7 @@ from bayesnas_book.checkpoint import (
     capture_rng_state,
     claim_run_folder,
     config_differences,
+    prepare_run_folder,
     restore_rng_state,
     save_checkpoint,
 )
@@ -519,7 +520,8 @@ def train_model(
         train_set: yields ``(image (C, H, W), label)``.
         eval_set: evaluated after every epoch (``None``: no evaluation).
         config: the ``[train]`` section (:class:`~bayesnas_book.train.config.TrainConfig`).
-        out: output folder (created); ``None`` keeps everything in memory (chapters, tests).
+        out: output folder (created once the checkpoint, the model and the data are checked);
+            ``None`` keeps everything in memory (chapters, tests).
         resume: continue the run whose checkpoint is in ``out``.
         device: ``"auto"``, ``"cpu"``, ``"cuda[:N]"`` or a ``torch.device``.
         progress: tqdm progress bars.
@@ -546,8 +548,7 @@ def train_model(
     out_path = Path(out) if out is not None else None
     payload = None
     if out_path is not None:
-        out_path.mkdir(parents=True, exist_ok=True)
-        payload = _check_output_folder(out_path, resume)
+        payload = _check_output_folder(out_path, resume)  # only reads: a refused run creates nothing
     elif resume:
         raise TrainError("resume=True needs the output folder (`out`) of the run to continue")
     trainer = Trainer(model, train_set, eval_set, config, device=device, seed=seed, num_workers=num_workers, progress=progress,
@@ -566,6 +567,8 @@ def train_model(
         trainer.load_state_dict(payload["state"], payload["step"]["epoch"])
         restore_rng_state(payload["rng"] if distributed is None else payload["state"]["rank_rng"][distributed.rank])
         resumed_from = trainer.epoch
+    if out_path is not None and trainer.is_main:  # the callers write genotype.json beside the run
+        prepare_run_folder(out_path, (CHECKPOINT, *OUTPUTS, "genotype.json"))
     ran = 0
     while trainer.epoch < config.epochs and (stop_after is None or trainer.epoch < stop_after):
         record = trainer.train_epoch()
