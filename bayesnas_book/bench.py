@@ -43,7 +43,7 @@ from bayesnas_book.config import RunConfig
 from bayesnas_book.cpu_kernels import channels_last_hazard, cpu_bf16_unsupported
 from bayesnas_book.curvature.api import switch_curvature
 from bayesnas_book.device import resolve_device
-from bayesnas_book.seeding import seed_everything
+from bayesnas_book.seeding import seed_everything, with_default_dtype
 from bayesnas_book.space.supernet import CELL_TYPES, Supernet, SupernetSpec
 from bayesnas_book.train.precision import amp_dtype, autocast, compiled_forward, to_memory_format
 
@@ -163,6 +163,7 @@ def _without_unsafe_cpu_settings(config: RunConfig, shape: tuple[int, ...],
     return dataclasses.replace(config, search=search), skipped
 
 
+@with_default_dtype(torch.float32)  # the kernels a real run uses, whatever the profile computes in
 def bench_search(config: RunConfig, repeats: int = 5, warmup: int = 2, exact: bool = False,
                  straightforward: bool = True, fusion: bool = False) -> dict[str, Any]:
     """Measure a search step of ``config``'s supernet (see the module docstring).

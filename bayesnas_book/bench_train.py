@@ -34,7 +34,7 @@ from bayesnas_book.config import RunConfig
 from bayesnas_book.cpu_kernels import channels_last_hazard, cpu_bf16_unsupported
 from bayesnas_book.device import resolve_device
 from bayesnas_book.models.eval_net import cifar_network
-from bayesnas_book.seeding import seed_everything
+from bayesnas_book.seeding import seed_everything, with_default_dtype
 from bayesnas_book.space.genotype import get_genotype
 from bayesnas_book.train.losses import split_output
 from bayesnas_book.train.precision import autocast, compiled_forward, to_memory_format
@@ -85,6 +85,7 @@ def variant_skip_reason(variant: str, model: nn.Module, device: torch.device) ->
     return None
 
 
+@with_default_dtype(torch.float32)  # the kernels a real run uses, whatever the profile computes in
 def bench_training(config: RunConfig, repeats: int = 5, warmup: int = 2, variants: tuple[str, ...] | None = None,
                    genotype: str = DEFAULT_GENOTYPE, batch_size: int | None = None) -> dict[str, Any]:
     """Images per second of an evaluation-network training step, per variant (module docstring).

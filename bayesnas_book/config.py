@@ -57,6 +57,7 @@ __all__ = [
 
 PROFILE_ENV_VAR = "BAYESNAS_PROFILE"
 PROFILES = ("quick", "paper")
+FLOAT_DTYPES = ("float32", "float64")
 DATASETS = ("digits", "cifar10", "mnist", "imagenet")
 
 T = TypeVar("T")
@@ -388,6 +389,11 @@ class RunConfig:
     # num_threads: torch CPU threads; 0 keeps torch's default. The quick profile uses 1: the same
     # numbers on any machine, and small tensors run no slower (much faster on a busy machine)
     num_threads: int = field(default=0, metadata={"check": (_non_negative, "must be >= 0")})
+    # dtype: the run's floating-point type (torch's default dtype, set by seed_everything). float64
+    # in the quick profile: other CPUs (AVX2, AVX-512, ARM) run other kernels, and a search's
+    # trajectory amplifies float32 rounding differences into other genotypes; in float64 they stay
+    # near 1e-12. float32 (the paper profile) is what GPUs and oneDNN's fast CPU kernels run
+    dtype: str = field(default="float32", metadata={"choices": FLOAT_DTYPES})
     data: DataConfig = field(default_factory=DataConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

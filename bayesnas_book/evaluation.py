@@ -91,7 +91,8 @@ def train_genotype(genotype: Genotype, config: RunConfig, out: str | Path | None
     """
     context = init_distributed(config.device)
     try:
-        seed_everything(config.seed, deterministic=config.deterministic, num_threads=config.num_threads)
+        seed_everything(config.seed, deterministic=config.deterministic, num_threads=config.num_threads,
+                       dtype=config.dtype)
         train_set, test_set, shape = evaluation_data(config)
         network = build_network(genotype, config, shape[0])
         result = train_model(network, train_set, test_set, config.train, out=out, resume=resume, device=config.device,

@@ -61,6 +61,7 @@ from bayesnas_book.space.genotype import CellGenotype, Genotype
 from bayesnas_book.space.graph import CellGraph, get_cell_graph
 from bayesnas_book.space.supernet import CELL_TYPES
 from bayesnas_book.train import evaluate, train_model
+from bayesnas_book.train.precision import parameter_dtype
 
 __all__ = [
     "RULES",
@@ -442,7 +443,7 @@ def one_shot_accuracy(
         model.train()
         with batchnorm_stats_frozen(model):
             for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-                correct += int((model(x).argmax(dim=1) == y).sum())
+                correct += int((model(x.to(parameter_dtype(model))).argmax(dim=1) == y).sum())
                 seen += y.shape[0]
     finally:
         for kind in CELL_TYPES:

@@ -80,7 +80,8 @@ from bayesnas_book.space.derive import derive_cell, magnitude_cell
 from bayesnas_book.space.genotype import Genotype, save_genotype
 from bayesnas_book.space.supernet import CELL_TYPES, Supernet, SupernetSpec
 from bayesnas_book.train.engine import PROGRESS_EVERY
-from bayesnas_book.train.precision import amp_dtype, autocast, compiled_forward, to_memory_format
+from bayesnas_book.cpu_kernels import resolve_channels_last
+from bayesnas_book.train.precision import amp_dtype, autocast, compiled_forward, parameter_dtype, to_memory_format
 
 __all__ = ["SearchError", "SearchResult", "SearchRun", "run_search", "search_schedule"]
 
@@ -127,7 +128,8 @@ class SearchRun:
     def __init__(self, config: RunConfig, data: SearchData | None = None, progress: bool = False) -> None:
         self.config = config
         self.progress = progress
-        seed_everything(config.seed, deterministic=config.deterministic, num_threads=config.num_threads)
+        seed_everything(config.seed, deterministic=config.deterministic, num_threads=config.num_threads,
+                       dtype=config.dtype)
         self.device = resolve_device(config.device)
         self.data = data if data is not None else build_search_data(config)
         search = config.search
@@ -145,7 +147,9 @@ class SearchRun:
             self.amp_dtype = amp_dtype(search.amp, self.device)
         except ValueError as error:
             raise SearchError(f"`search.amp`: {error}") from None
-        if search.channels_last:
+        self.float_dtype = parameter_dtype(self.model)  # images are cast to it
+        self.channels_last = resolve_channels_last(self.model, self.device, search.channels_last)
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward: Callable[[torch.Tensor], torch.Tensor] = compiled_forward(self.model, search.compile, search.compile_mode)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
@@ -179,7 +183,7 @@ class SearchRun:
         total = torch.zeros((), device=self.device)
         for kind in CELL_TYPES:
             weights = penalty_weights(self.omega[kind], self.config.search.lambda_o, self.config.search.lambda_c)
-            total = total + switch_penalty(self.model.switch_values(kind), weights.to(self.device, torch.float32))
+            total = total + switch_penalty(self.model.switch_values(kind), weights.to(self.device, self.float_dtype))
         return total
 
     @torch.no_grad()
@@ -206,7 +210,7 @@ class SearchRun:
         bar = tqdm(take(loader, search.max_batches_per_epoch), total=total, disable=not self.progress,
                    desc=f"{step['phase']} r{step['round']} e{step['epoch']}", leave=False)
         for index, (x, y) in enumerate(bar):
-            x = to_memory_format(x.to(self.device, non_blocking=True), search.channels_last)
+            x = to_memory_format(x.to(self.device, self.float_dtype, non_blocking=True), self.channels_last)
             y = y.to(self.device, non_blocking=True)
             with autocast(self.device, self.amp_dtype):
                 logits = self.forward(x)
@@ -254,7 +258,7 @@ class SearchRun:
             loader = epoch_loader(self.data.validation, max(self.config.data.batch_size, 256), 0, 0, shuffle=False)
             for x, y in take(loader, self.config.search.max_batches_per_epoch):
                 with autocast(self.device, self.amp_dtype):
-                    logits = self.model(to_memory_format(x.to(self.device), self.config.search.channels_last))
+                    logits = self.model(to_memory_format(x.to(self.device, self.float_dtype), self.channels_last))
                 correct += int((logits.argmax(1).cpu() == y).sum())
                 seen += y.shape[0]
         return correct / max(seen, 1)
@@ -265,7 +269,7 @@ class SearchRun:
         """Diagonal curvature of the mean NLL in every switch, per cell type ``(N, E, 1 + K)``."""
         search = self.config.search
         loader = epoch_loader(self.data.switch, self.config.data.batch_size, self.config.seed, 10_000 + step_index)
-        batches = [(to_memory_format(x.to(self.device), search.channels_last), y.to(self.device))
+        batches = [(to_memory_format(x.to(self.device, self.float_dtype), self.channels_last), y.to(self.device))
                    for x, y in take(loader, search.curvature_batches)]
         self.model.train()  # BatchNorm with batch statistics, as in training
         everything = [m for kind in CELL_TYPES for m in self.model.switch_modules(kind)]

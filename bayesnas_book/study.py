@@ -174,7 +174,8 @@ def run_study(config: RunConfig, seeds: Sequence[int], lambdas: Sequence[float],
               "network": {"channels": channels, "num_cells": num_cells}}
     done = _read_done(out, header, resume)  # only reads: a refused study creates nothing
     started = time.time()
-    seed_everything(config.seed, deterministic=config.deterministic, num_threads=config.num_threads)
+    seed_everything(config.seed, deterministic=config.deterministic, num_threads=config.num_threads,
+                       dtype=config.dtype)
     data = build_search_data(config)
     splits = run_digits_splits(config.data)
     prepare_run_folder(out, FILES)  # the inputs are checked: create the folder, clear killed writes' temporaries

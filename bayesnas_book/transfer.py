@@ -224,7 +224,8 @@ def train_transfer(
     data = transfer_data(config)
     context = init_distributed(config.device)
     try:
-        seed_everything(config.seed, deterministic=config.deterministic, num_threads=config.num_threads)
+        seed_everything(config.seed, deterministic=config.deterministic, num_threads=config.num_threads,
+                       dtype=config.dtype)
         network = build_transfer_network(genotype, config.transfer, len(data.classes))
         result = train_model(network, data.train, data.val, config.transfer.train, out=out_path, resume=resume,
                              device=config.device, progress=progress, seed=config.seed,

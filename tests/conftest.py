@@ -32,6 +32,17 @@ def _isolated_data_root(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     monkeypatch.delenv("BAYESNAS_PROFILE", raising=False)
 
 
+_SESSION_DTYPE = torch.get_default_dtype()
+
+
+@pytest.fixture(autouse=True)
+def _default_dtype_restored():
+    """A quick-profile run sets torch's default dtype to float64 (the config's ``dtype``, via
+    seed_everything); every test ends with the session's default again, so none leaks it."""
+    yield
+    torch.set_default_dtype(_SESSION_DTYPE)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """Tests use tiny tensors: one thread is as fast, and results do not depend on the core count."""

@@ -82,6 +82,7 @@ from bayesnas_book.search_data import epoch_loader, take
 from bayesnas_book.seeding import seed_everything
 from bayesnas_book.train import Trainer, TrainError, evaluate
 from bayesnas_book.train.config import TrainConfig
+from bayesnas_book.train.precision import parameter_dtype
 
 __all__ = ["METHODS", "CompressionData", "CompressionResult", "CompressionRun", "compress_schedule", "compression_data", "run_compress"]
 
@@ -166,7 +167,8 @@ class CompressionRun:
 
     def __init__(self, config: RunConfig, data: CompressionData | None = None, progress: bool = False) -> None:
         self.config, self.progress = config, progress
-        seed_everything(config.seed, deterministic=config.deterministic, num_threads=config.num_threads)
+        seed_everything(config.seed, deterministic=config.deterministic, num_threads=config.num_threads,
+                       dtype=config.dtype)
         self.device = resolve_device(config.device)
         self.data = data if data is not None else compression_data(config)
         c = config.compress
@@ -269,7 +271,7 @@ class CompressionRun:
         c, seed = self.config.compress, self.config.seed
         self.trainer = self.trainer_key = None
         loader = epoch_loader(self.data.train, c.batch_size, seed, 10_000 + index)
-        batches = [(x.to(self.device), y) for x, y in take(loader, c.curvature_batches)]
+        batches = [(x.to(self.device, parameter_dtype(self.model)), y) for x, y in take(loader, c.curvature_batches)]
         options: dict[str, Any] = {}
         if c.curvature_method == "mc_ggn":  # labels drawn from a generator of (seed, step): resumable
             options["generator"] = torch.Generator(self.device).manual_seed(seed * 1_000_003 + 20_000 + index)
@@ -306,7 +308,7 @@ class CompressionRun:
         out: dict[str, Any] = {"model": c.model, "dataset": self.config.data.dataset, "input_shape": list(self.model.input_shape),
                                "methods": {}}
         pruned: dict[str, torch.nn.Module] = {}
-        x = next(iter(DataLoader(self.data.test, batch_size=64)))[0].to(self.device)
+        x = next(iter(DataLoader(self.data.test, batch_size=64)))[0].to(self.device, parameter_dtype(self.model))
         for method in ("pretrained", *METHODS):
             if method not in self.snapshots:
                 continue

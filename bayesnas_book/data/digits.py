@@ -48,11 +48,12 @@ def load_digits() -> tuple[torch.Tensor, torch.Tensor]:
     """All 1797 digits as tensors.
 
     Returns:
-        ``images`` ``(N, 1, 8, 8)`` float32 in ``[0, 1]`` (pixel / 16) and ``labels`` ``(N,)``
+        ``images`` ``(N, 1, 8, 8)`` in torch's default dtype (float32, or float64 in the quick
+        profile; pixel / 16 is exact in both) in ``[0, 1]`` and ``labels`` ``(N,)``
         int64 in ``0..9``, with ``N = 1797``. Fresh tensors on every call.
     """
     images, labels = _digits_arrays()
-    x = torch.tensor(images).unsqueeze(1) / _MAX_PIXEL  # (N, 8, 8) -> (N, 1, 8, 8)
+    x = torch.tensor(images, dtype=torch.get_default_dtype()).unsqueeze(1) / _MAX_PIXEL  # (N, 8, 8) -> (N, 1, 8, 8)
     return x, torch.tensor(labels)
 
 

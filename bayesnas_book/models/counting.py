@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from bayesnas_book.train.precision import parameter_dtype
+
 __all__ = ["count_macs", "count_parameters"]
 
 
@@ -34,7 +36,7 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     counter = FlopCounterMode(display=False)
     try:
         with counter:
-            model(torch.zeros(1, *input_shape, device=device))
+            model(torch.zeros(1, *input_shape, device=device, dtype=parameter_dtype(model)))
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2

@@ -76,7 +76,8 @@ from bayesnas_book.train.distributed import (
 from bayesnas_book.train.evaluate import evaluate, topk_correct
 from bayesnas_book.train.losses import split_output, training_loss
 from bayesnas_book.train.optim import build_optimizer, build_scheduler
-from bayesnas_book.train.precision import amp_dtype, autocast, compiled_forward, to_memory_format
+from bayesnas_book.cpu_kernels import resolve_channels_last
+from bayesnas_book.train.precision import amp_dtype, autocast, compiled_forward, parameter_dtype, to_memory_format
 
 __all__ = ["CHECKPOINT", "OUTPUTS", "TrainError", "TrainResult", "Trainer", "check_dataset", "train_model"]
 
@@ -190,7 +191,7 @@ def check_dataset(model: nn.Module, dataset: Dataset, name: str, batch_size: int
         model.eval()
         try:
             with torch.no_grad():
-                logits, _ = split_output(model(x.to(device)))
+                logits, _ = split_output(model(x.to(device, parameter_dtype(model))))
         except RuntimeError as error:
             raise TrainError(f"the model cannot run on a batch of `{name}` (shape {tuple(x.shape)}): {error}") from None
     finally:
@@ -274,7 +275,9 @@ class Trainer:
         self.config, self.seed, self.num_workers, self.progress = config, seed, num_workers, progress
         self.train_set, self.eval_set = train_set, eval_set
         self.model = model.to(self.device)
-        if config.channels_last:
+        self.float_dtype = parameter_dtype(self.model)  # images are cast to it
+        self.channels_last = resolve_channels_last(self.model, self.device, config.channels_last)
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.num_classes = check_dataset(self.model, train_set, "train_set", config.batch_size, self.device)
         if eval_set is not None:
@@ -355,7 +358,7 @@ class Trainer:
         bar = tqdm(take(loader, config.max_batches_per_epoch), total=self.steps_per_epoch, disable=not (self.progress and self.is_main),
                    desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
         for index, (x, y) in enumerate(bar):
-            x = to_memory_format(x.to(device, non_blocking=True), config.channels_last)
+            x = to_memory_format(x.to(device, self.float_dtype, non_blocking=True), self.channels_last)
             y = y.to(device, non_blocking=True)
             with autocast(device, self.dtype):
                 loss, logits = training_loss(self.forward(x), y, config.label_smoothing, config.auxiliary_weight)
@@ -418,10 +421,10 @@ class Trainer:
             raise TrainError("this run has no `eval_set`; pass a dataset to evaluate")
         if self.distributed is not None:
             return evaluate_distributed(self.model, dataset, self.distributed, self.config.eval_batch_size,
-                                        amp=self.config.amp, channels_last=self.config.channels_last,
+                                        amp=self.config.amp, channels_last=self.channels_last,
                                         num_workers=self.num_workers)
         return evaluate(self.model, dataset, self.config.eval_batch_size, self.device, amp=self.config.amp,
-                        channels_last=self.config.channels_last, num_workers=self.num_workers)
+                        channels_last=self.channels_last, num_workers=self.num_workers)
 
     # -- checkpoints ---------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from bayesnas_book.train.losses import split_output
-from bayesnas_book.train.precision import amp_dtype, autocast, to_memory_format
+from bayesnas_book.train.precision import amp_dtype, autocast, parameter_dtype, to_memory_format
 
 __all__ = ["evaluate", "topk_correct"]
 
@@ -63,6 +63,7 @@ def evaluate(
         raise ValueError("`dataset` is empty; there is nothing to evaluate")
     device = torch.device(device)
     dtype = amp_dtype(amp, device)
+    float_dtype = parameter_dtype(model)  # images are cast to it
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -73,7 +74,7 @@ def evaluate(
                         pin_memory=device.type == "cuda")
     try:
         for x, y in loader:
-            x = to_memory_format(x.to(device, non_blocking=True), channels_last)
+            x = to_memory_format(x.to(device, float_dtype, non_blocking=True), channels_last)
             y = y.to(device, non_blocking=True)
             with autocast(device, dtype):
                 logits, _ = split_output(model(x))

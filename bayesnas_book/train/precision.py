@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["amp_dtype", "autocast", "compiled_forward", "to_memory_format"]
+__all__ = ["amp_dtype", "autocast", "compiled_forward", "parameter_dtype", "to_memory_format"]
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -45,6 +45,15 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def parameter_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype of ``model``'s parameters (float32 for a model without any): what its inputs are cast to.
+
+    Images come as float32 from torchvision's transforms; a float64 model (the quick profile's
+    ``dtype``) takes them in float64.
+    """
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
 def to_memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
