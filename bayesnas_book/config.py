@@ -128,7 +128,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 
 @dataclass
 class SearchConfig:
-    """Algorithm 1 (PAPER.md sections 1-6): the supernet, the schedule, the priors, the pruning."""
+    """The paper's Algorithm 1 and search protocol: the supernet, the schedule, the priors, the pruning."""
 
     # space: "bayesnas" (8 edges per cell, the paper) or "darts" (14 edges)
     space: str = field(default="bayesnas", metadata={"choices": ("bayesnas", "darts")})
@@ -270,7 +270,7 @@ def train_config_problems(config: TrainConfig, prefix: str = "train.") -> list[s
 
 @dataclass
 class NetworkConfig:
-    """The evaluation network built from a genotype (PAPER.md section 6)."""
+    """The evaluation network built from a genotype (the official CIFAR-10 and ImageNet nets)."""
 
     # channels: C of the first stage (official CIFAR-10 nets 36, ImageNet 48)
     channels: int = field(default=36, metadata={"check": (_positive, "must be > 0")})
@@ -281,7 +281,7 @@ class NetworkConfig:
 
 
 def _transfer_train_defaults() -> TrainConfig:
-    """The ImageNet protocol (PAPER.md section 6; the epochs, batch, schedule and decay are DARTS's)."""
+    """The ImageNet protocol (the paper's mobile setting; the epochs, batch, schedule and decay are DARTS's)."""
     return TrainConfig(epochs=250, batch_size=128, lr=0.1, weight_decay=3e-5, schedule="exponential", lr_decay=0.97,
                        lr_decay_epochs=1, label_smoothing=0.1, grad_clip=5.0, drop_prob=0.0)
 
@@ -292,7 +292,7 @@ def _at_least_32(value: int) -> bool:
 
 @dataclass
 class TransferConfig:
-    """The ImageNet transfer (PAPER.md section 6): the mobile network of a genotype on an ImageFolder tree."""
+    """The ImageNet transfer (the paper's mobile setting): the mobile network of a genotype on an ImageFolder tree."""
 
     # root: the folder holding train/ and val/ ("" = <data root>/imagenet); `transfer --imagenet DIR` sets it
     root: str = ""
@@ -334,7 +334,7 @@ def _sparsity(value: float) -> bool:
 
 @dataclass
 class CompressConfig:
-    """Network compression with the gates' Bayesian update (PAPER.md section 6; bayesnas_book.compress)."""
+    """Network compression with the gates' Bayesian update (the paper's compression experiments; bayesnas_book.compress)."""
 
     # model: lenet300 (LeNet-300-100), lenet5 (LeNet-5-Caffe 20-50-800-500) or vgg (Zagoruyko's VGG-16, CIFAR-10)
     model: str = field(default="lenet300", metadata={"choices": COMPRESS_MODELS})

@@ -1,7 +1,7 @@
 r"""The experiments of the Algorithm 1 chapter: switch trajectories, sweeps, RQ1 and RQ2.
 
 BayesNAS (Zhou et al., ICML 2019) asks two questions of its search that a small real task can
-answer (PAPER.md section 5):
+answer:
 
 * **RQ1, connectivity**: is every derived cell connected? The entropy rule alone may leave a
   node with outgoing edges but no incoming one; the HARD node rule removes such edges. For a

@@ -1,6 +1,6 @@
 """The paper's reported numbers, as data: what the book's results are put beside.
 
-Zhou, Yang, Wang, Pan, "BayesNAS", ICML 2019, section 7 of the project's PAPER.md: the CIFAR-10
+Zhou, Yang, Wang, Pan, "BayesNAS", ICML 2019, as reported in the paper: the CIFAR-10
 table (test error, parameters, search cost), the ImageNet mobile result and the search cost.
 They ship as ``paper_results.json`` so that chapters print them from one place instead of typing
 them in; the compression baselines the paper compares with are in

@@ -25,6 +25,7 @@ with ``strict=True``.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import warnings
 from collections.abc import Iterator, Mapping
@@ -138,6 +139,11 @@ def format_wall_time(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
+# The machine-specific part of an absolute path into data/results: "/work/main/" in
+# "--out /work/main/data/results/x" (also after "=").
+_ABSOLUTE_RESULTS_PREFIX = re.compile(r"(?<![^\s=])/\S*?/(?=data/results/)")
+
+
 @dataclass(frozen=True)
 class ResultRecord:
     """One real run's record.
@@ -218,10 +224,15 @@ class ResultRecord:
         return float(self.provenance["wall_time_s"])
 
     def provenance_line(self) -> str:
-        """One line: command, commit, device, start date and wall time."""
+        """One line: command, commit, device, start date and wall time.
+
+        An absolute path into a ``data/results`` folder in the command is shown from
+        ``data/results`` on, so that the line names no folder of the machine that ran it.
+        """
         commit = (self.commit or "unknown")[:12]
         dirty = " + uncommitted changes" if self.dirty else ""
-        return (f"`{self.provenance['command']}` | commit {commit}{dirty} | {self.device} | "
+        command = _ABSOLUTE_RESULTS_PREFIX.sub("", str(self.provenance["command"]))
+        return (f"`{command}` | commit {commit}{dirty} | {self.device} | "
                 f"started {self.provenance['started']} | wall time {format_wall_time(self.wall_time_s)}")
 
     def has(self, name: str) -> bool:

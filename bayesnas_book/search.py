@@ -1,6 +1,6 @@
 r"""BayesNAS Algorithm 1, end to end and resumable.
 
-Zhou, Yang, Wang, Pan, "BayesNAS", ICML 2019; PAPER.md sections 2-6. With switches ``s`` on a
+Zhou, Yang, Wang, Pan, "BayesNAS", ICML 2019, Algorithm 1. With switches ``s`` on a
 supernet, per cell type and ARD group ``g`` (one (edge, switch kind), shared by the cells of
 that type):
 
@@ -27,7 +27,7 @@ written atomically after every step, so ``--resume`` continues a killed run at t
 ends with the same genotype as an uninterrupted run (on a CPU).
 
 .. note::
-   Departures from the official code, each a fix of a defect listed in PAPER.md: disjoint data
+   Departures from the official code, each a fix of a defect of that code: disjoint data
    splits; a deterministic start ``gamma = omega = 1``; curvature over all classes, averaged
    over many batches; omega summed over every cell of a type (not the last cell's only).
 

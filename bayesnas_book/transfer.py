@@ -1,6 +1,6 @@
 """Transfer to ImageNet: the mobile network of a genotype trained on an ImageFolder tree.
 
-What ``bayesnas-book transfer`` runs (PAPER.md section 6). The cells found on CIFAR-10 are
+What ``bayesnas-book transfer`` runs (the paper's ImageNet experiment). The cells found on CIFAR-10 are
 stacked into the ImageNet *mobile* network (:func:`~bayesnas_book.models.eval_net.imagenet_network`:
 DARTS's stems, 14 cells, C = 48 in the paper profile; fewer than 600M multiply-adds at
 224 x 224, the mobile setting) and trained from scratch with
@@ -72,7 +72,7 @@ __all__ = [
     "transfer_transforms",
 ]
 
-# PAPER.md section 7: the paper's ImageNet result for its cells (mobile setting), as reported.
+# The paper's ImageNet result for its cells (mobile setting), as reported.
 PAPER_IMAGENET: Mapping[str, float] = MappingProxyType(
     {"top1_error": paper_imagenet()["top1_error"], "top5_error": paper_imagenet()["top5_error"],
      "params_M": paper_imagenet()["params_m"]})

@@ -14,7 +14,7 @@ from tests.conftest import REPO_ROOT
 
 def test_shipped_file_loads_with_source_and_caveat() -> None:
     table = published_baselines()
-    assert "PAPER.md" in table.source and "memory" in table.caveat
+    assert "Zhou et al., ICML 2019" in table.source and "memory" in table.caveat
     assert set(table.architectures) == {"lenet300", "lenet5", "vgg"}
     assert table.architectures["lenet300"] == (784, 300, 100)
     assert table.architectures["lenet5"] == (20, 50, 800, 500)

@@ -12,7 +12,7 @@ from bayesnas_book.space.genotype import genotype_names, get_genotype
 
 @pytest.mark.parametrize("name", genotype_names())
 def test_official_counts_are_reproduced_exactly(name: str) -> None:
-    """PAPER.md: 2,575,702 / 3,197,350 / 2,512,198 params (lambda 0.01 / 0.007 / 0.005), ImageNet 4,008,928."""
+    """The official nets, counted: 2,575,702 / 3,197,350 / 2,512,198 params (lambda 0.01 / 0.007 / 0.005), ImageNet 4,008,928."""
     genotype = get_genotype(name)
     official = genotype.metadata["official"]
     imagenet = official["dataset"] == "imagenet"

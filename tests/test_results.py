@@ -146,6 +146,14 @@ def test_provenance_line(results: Path) -> None:
     assert "commit unknown + uncommitted changes" in load_result(results / "dirty").provenance_line()
 
 
+def test_provenance_line_shows_results_paths_from_data_results(results: Path) -> None:
+    command = "bayesnas-book study --out /home/someone/repo/data/results/s --set a=/srv/data/results/t --other /opt/x"
+    write(results / "absolute" / "provenance.json", provenance(command))
+    line = load_result(results / "absolute").provenance_line()
+    assert line.startswith("`bayesnas-book study --out data/results/s --set a=data/results/t --other /opt/x` | ")
+    assert load_result(results / "absolute").provenance["command"] == command  # the record is unchanged
+
+
 @pytest.mark.parametrize(
     ("record", "file_name", "kind"),
     [

@@ -19,8 +19,8 @@ from bayesnas_book.space.graph import (
 
 K1, K2 = "c_{k-1}", "c_{k-2}"
 
-# PAPER.md section 1 / shared genotype file (search_space, edges_as_named for normal: official
-# defect fixed so that node 3 <- c_{k-2}, node_0).
+# The official code's graph (edges_as_named for normal), its defect fixed so that
+# node 3 <- c_{k-2}, node_0.
 BAYESNAS_NORMAL = [
     (K1, 0, 1),
     (K2, 0, 1),

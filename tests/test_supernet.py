@@ -12,7 +12,7 @@ from bayesnas_book.space.supernet import Supernet, SupernetSpec
 
 
 def test_paper_supernet_matches_the_official_search_net() -> None:
-    """PAPER.md: 512 switches and 26,910,838 other parameters (C = 36, 8 cells N N R N N R N N)."""
+    """The official search net: 512 switches and 26,910,838 other parameters (C = 36, 8 cells N N R N N R N N)."""
     with torch.device("meta"):  # counts only: no memory, no initialisation
         net = Supernet(SupernetSpec())
     assert sum(p.numel() for p in net.switch_parameters()) == 512

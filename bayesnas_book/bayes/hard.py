@@ -9,7 +9,7 @@ weights, the keep masks) has shape ``(E, 1 + K)`` with the same columns.
 
 **Groups.** An ARD group g is one (cell type, edge, column): the N values ``switches[:, e, c]``
 of that switch across the N cells of the type share one prior ``s_g ~ N(0, gamma_g I_N)``
-(PAPER.md section 2). The paper's supernet has ``{"normal": 6, "reduction": 2}`` cells, so
+(the paper's ARD prior on switches). The paper's supernet has ``{"normal": 6, "reduction": 2}`` cells, so
 ``2 * 8 * 8 = 128`` groups over ``8 * 64 = 512`` switches. :class:`SwitchGroups` indexes them.
 
 **HARD coupling within an edge.** A child's variance is capped by its parent's::

@@ -8,7 +8,7 @@ switches of one cell type, ``s`` of shape ``(N, E, 1 + K)`` (layout in
                  +  sum_{child groups g}  lambda_c * omega_g * ||s_g||_2
 
 and after a switch epoch every group g updates its prior variance ``gamma_g`` and its penalty
-weight ``omega_g`` from a Laplace approximation of the posterior (PAPER.md section 3)::
+weight ``omega_g`` from a Laplace approximation of the posterior (the paper's update, per switch as in the official code)::
 
     H      = curvature of the NLL in the switches, divided by lambda       (H_i / lambda_i)
     C      = (1 / gamma + H)^-1                 Laplace posterior variance, per cell

@@ -5,7 +5,7 @@ A switch group with prior ``N(0, gamma)`` has differential entropy
     h(gamma) = 0.5 * log(2 * pi * e * gamma),
 
 and BayesNAS prunes it when ``h <= 0``, i.e. when ``gamma <= 1 / (2 * pi * e) ~= 0.0585``
-(PAPER.md section 5). The threshold is a parameter with that default. Pruning then follows the
+(the paper's entropy rule). The threshold is a parameter with that default. Pruning then follows the
 HARD structure (:mod:`bayesnas_book.bayes.hard`), and every (edge, op) pair gets the reason it
 went, checked in this order:
 

@@ -1,6 +1,6 @@
 r"""The BayesNAS update on unit gates: penalty, curvature, Laplace update, entropy pruning.
 
-The same machinery as the switches (PAPER.md sections 2-5; :mod:`bayesnas_book.bayes.laplace`,
+The same machinery as the switches (the paper's priors, Laplace update and entropy rule; :mod:`bayesnas_book.bayes.laplace`,
 :mod:`bayesnas_book.bayes.pruning`), with one ARD group per unit gate ``s_j ~ N(0, gamma_j)``
 (:mod:`bayesnas_book.compress.gates`). One round:
 

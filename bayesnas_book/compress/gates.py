@@ -1,7 +1,7 @@
 r"""Unit gates and the structured groups they define: a gate per neuron and per filter.
 
 BayesNAS (Zhou et al., ICML 2019) notes that its prior, applied to *structured* groups, prunes
-whole neurons and filters (PAPER.md section 6). Here every prunable unit ``j`` of a layer gets a
+whole neurons and filters (its compression experiments). Here every prunable unit ``j`` of a layer gets a
 scalar gate ``s_j`` (a switch, :mod:`bayesnas_book.space.switch`, one per unit) multiplying the
 unit's output right after its affine part::
 

@@ -12,7 +12,7 @@ layers' filters, fc1's inputs and fc1's units), the same order as
 :func:`~bayesnas_book.compress.physical.units_text`.
 
 .. note::
-    Some entries were written down from memory of the source papers (shared/PAPER.md section 7)
+    Some entries were written down from memory of the source papers
     and are not yet checked against them: the file's ``caveat`` says so, and nothing should be
     asserted on them.
 """

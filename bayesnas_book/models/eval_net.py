@@ -1,6 +1,6 @@
 """Evaluation networks built from a genotype: the CIFAR-10 net and the ImageNet mobile net.
 
-Both follow the official released BayesNAS nets (PAPER.md section 6; the facts are in the
+Both follow the official released BayesNAS nets (the facts are in the
 package's ``released_genotypes.json``):
 
 * every cell input is preprocessed by ``[size reduction ->] BN -> ReLU -> 1x1 conv`` (the

@@ -6,8 +6,8 @@ For a :class:`~bayesnas_book.space.graph.CellGraph` with nodes ``0 .. n-1``::
     node_j  = sum over edges e = (i -> j):  y_e(x_i)             y_e: a SwitchedEdge
     output  = concat(node_0, ..., node_{n-1})                    (B, n C, H', W')
 
-Each cell input is preprocessed as in the official nets (the ``CReduct`` of PAPER.md
-section 1): ``BN -> ReLU -> 1x1 conv`` to ``C`` channels, preceded by a ``1x1`` stride-2 conv when
+Each cell input is preprocessed as in the official nets (the official code's
+``CReduct``): ``BN -> ReLU -> 1x1 conv`` to ``C`` channels, preceded by a ``1x1`` stride-2 conv when
 ``c_{k-2}`` has twice the resolution of ``c_{k-1}`` (the cell after a reduction cell).
 
 The cell joins the fast curvature sweep (:mod:`bayesnas_book.curvature.recursion`) with

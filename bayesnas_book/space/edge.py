@@ -1,6 +1,6 @@
 """A switched edge of the BayesNAS supernet: one parent switch, K ops, K child switches.
 
-For an edge ``e`` from node ``i`` (official code, PAPER.md section 1)::
+For an edge ``e`` from node ``i`` (the paper's switches, as in the official code)::
 
     y_e = sum_k  s_e^k * o_k( sbar_e * x_i )
 

@@ -2,7 +2,7 @@
 
 A BayesNAS cell is not a DARTS cell. BayesNAS keeps *every* surviving (edge, op) pair: several
 ops on one edge are summed, an intermediate node sums its incoming edges, whole edges may vanish,
-and a node that lost every input is dropped from the output concatenation (PAPER.md section 5).
+and a node that lost every input is dropped from the output concatenation (the paper's derived cells).
 So a :class:`CellGenotype` lists, for each intermediate node, its inputs, each a source with one
 or more ops::
 

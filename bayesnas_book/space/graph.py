@@ -13,7 +13,7 @@ The cell output is the channel concatenation of the intermediate nodes.
 Four graphs are registered (:func:`get_cell_graph`):
 
 * ``bayesnas_normal`` / ``bayesnas_reduction``: the BayesNAS search space, 8 edges each
-  (PAPER.md section 1). Normal: both inputs feed nodes 0, 1, 2; ``c_{k-2}`` and ``node_0`` feed
+  (the official code's graph). Normal: both inputs feed nodes 0, 1, 2; ``c_{k-2}`` and ``node_0`` feed
   node 3. Reduction: both inputs feed node 0; ``c_{k-2}`` and ``node_0`` feed nodes 1, 2, 3.
 * ``darts_normal`` / ``darts_reduction``: the DARTS space, 14 edges: node ``j`` gets an edge
   from both inputs and from every earlier node. The parent switch plays DARTS's ``none`` op.

@@ -1,6 +1,6 @@
 """The one-shot supernet: a stem, a string of switched cells, a classifier head.
 
-Paper profile (official search net, PAPER.md section 1): 8 cells ``N N R N N R N N``, ``C = 36``,
+Paper profile (the official search net): 8 cells ``N N R N N R N N``, ``C = 36``,
 stem ``3x3 conv 3 -> 3C`` (no BN), every edge of every cell a
 :class:`~bayesnas_book.space.edge.SwitchedEdge` with all 7 ops, head
 ``BN -> ReLU -> global average pool -> Linear``. A reduction cell doubles ``C``. Each cell keeps
