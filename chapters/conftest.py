@@ -7,7 +7,17 @@ the stated tolerance (one unit in the last printed digit of a decimal, integers 
 
 from __future__ import annotations
 
+import pytest
+
 from bayesnas_book.output_compare import NumericText
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Every chapter cell is part of the slow set: ``pytest -m "not slow"`` is the quick check without them."""
+    here = __file__.rsplit("/", 1)[0]
+    for item in items:
+        if str(item.fspath).startswith(here) and str(item.fspath).endswith(".ipynb"):
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_configure(config) -> None:

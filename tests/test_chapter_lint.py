@@ -144,7 +144,6 @@ def _notebook_outputs_naming_outside_files() -> list[str]:
     return found
 
 
-@pytest.mark.xfail(strict=False, reason="outputs regenerate at the next book sync")
 def test_no_notebook_output_names_outside_files_or_absolute_paths() -> None:
     found = _notebook_outputs_naming_outside_files()
     assert not found, "\n".join(found)
