@@ -529,4 +529,8 @@ class LaplaceExplorer:
         self._draw()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        """The widget view only: without a kernel (a static page) nothing shows, not the ``VBox(...)`` repr."""
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):
+            bundle["text/plain"] = ""  # IPython would otherwise add repr(self) as the plain-text fallback
+        return bundle

@@ -147,3 +147,14 @@ def _notebook_outputs_naming_outside_files() -> list[str]:
 def test_no_notebook_output_names_outside_files_or_absolute_paths() -> None:
     found = _notebook_outputs_naming_outside_files()
     assert not found, "\n".join(found)
+
+
+def test_no_widget_repr_shows_on_a_static_page() -> None:
+    """A widget's output carries its view only: a page without a kernel must not print ``VBox(children=...``."""
+    found = [f"{path.name} cell {index}"
+             for path in NOTEBOOKS
+             for index, cell in enumerate(json.loads(path.read_text())["cells"])
+             for output in cell.get("outputs", [])
+             if "application/vnd.jupyter.widget-view+json" in output.get("data", {})
+             and "".join(output["data"].get("text/plain", "")).strip()]
+    assert not found, "widget outputs with a text repr: " + ", ".join(found)

@@ -163,6 +163,7 @@ def test_explorer_updates_when_the_sliders_move():
     assert explorer.sweep()[0][0] == pytest.approx(1e-4) and len(explorer.sweep()) == 3
     bundle = explorer._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["text/plain"] == ""  # a static page shows no VBox(children=...) repr
 
 
 def test_explorer_input_errors():
