@@ -15,6 +15,7 @@ the library's heavy modules in its handler.
 * ``bayesnas-book bench [--suite search|train|scaling|gpu-check]``: benchmarks as ratios to a baseline
 * ``bayesnas-book data NAME``: prepare or check a dataset (download where the network allows)
 * ``bayesnas-book book sync [--check]``: regenerate and execute the chapter notebooks
+* ``bayesnas-book book site OUT``: the public site's sources, from the executed notebooks
 * ``bayesnas-book assignments build OUT``, ``assignments grade SUBMISSION``: student notebooks
   and site from the exercises (nbgrader), and the autograder
 """
@@ -270,6 +271,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_book(args: argparse.Namespace) -> int:
     from bayesnas_book.book import BookSyncError, check_chapters, sync_chapters
 
+    if args.book_command == "site":
+        from bayesnas_book.assignments import AssignmentError
+        from bayesnas_book.assignments.public import build_public_site
+
+        try:
+            written = build_public_site(Path(args.book), Path(args.out), names=args.chapters)
+        except AssignmentError as error:
+            raise UserError(str(error)) from None
+        print(f"wrote the public site's sources ({len(written)} executed chapters) to {args.out}; "
+              f"build it with: cd {args.out} && myst build --html")
+        return 0
     chapters_dir = Path(args.chapters)
     try:
         if args.check:
@@ -393,6 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell")
     sync.add_argument("names", nargs="*", help="chapter stems to sync (default: all)")
     sync.set_defaults(run=_cmd_book)
+    site = book_commands.add_parser(
+        "site", help="write OUT: a MyST book of the executed notebooks without grading markup (no --execute needed)")
+    site.add_argument("out", metavar="OUT", help="output folder")
+    site.add_argument("--book", default=".", help="the book's root with myst.yml and chapters/ (default: .)")
+    site.add_argument("--chapters", nargs="+", default=None, metavar="NAME", help="chapter stems (default: all)")
+    site.set_defaults(run=_cmd_book)
 
     assignments = commands.add_parser("assignments", help="student notebooks and site from the exercises; grading")
     assignment_commands = assignments.add_subparsers(dest="assignments_command", required=True, metavar="ACTION")
