@@ -158,3 +158,78 @@ def test_no_widget_repr_shows_on_a_static_page() -> None:
              if "application/vnd.jupyter.widget-view+json" in output.get("data", {})
              and "".join(output["data"].get("text/plain", "")).strip()]
     assert not found, "widget outputs with a text repr: " + ", ".join(found)
+
+
+CODE_WIDTH = 88  # characters the rendered page's code column shows without sideways scrolling
+MATH_WIDTH = 90  # characters of LaTeX source on one display-math line before it runs under the number
+
+
+def long_code_cell_lines(text: str, width: int = CODE_WIDTH) -> list[int]:
+    """Lines inside ```{code-cell} blocks longer than ``width`` characters."""
+    found, fence = [], None
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if fence is None:
+            match = re.match(r"^(`{3,})\{code-cell\}", stripped)
+            if match:
+                fence = match.group(1)
+            continue
+        if stripped.startswith(fence) and stripped.strip("`") == "":
+            fence = None
+            continue
+        if len(line) > width and not line.startswith("#|"):  # cell options do not render
+            found.append(number)
+    return found
+
+
+def long_display_math_lines(text: str, width: int = MATH_WIDTH) -> list[int]:
+    """Lines of ```{math} blocks and ``$$`` display math longer than ``width`` (``\\label``/options skipped)."""
+    found, fence, display = [], None, False
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if fence is not None:
+            if stripped.startswith(fence) and stripped.strip(fence[0]) == "":
+                fence, math = None, False
+                continue
+            if math and not stripped.startswith((":", r"\label")) and len(stripped) > width:
+                found.append(number)
+            continue
+        match = re.match(r"^(`{3,}|~{3,})(\{math\})?", stripped)
+        if match:
+            fence, math = match.group(1), bool(match.group(2))
+            continue
+        if display or stripped.startswith("$$"):
+            body = re.sub(r"\(\s*[\w-]+\s*\)\s*$", "", stripped) if stripped.endswith(")") and "$$" in stripped else stripped
+            if not body.startswith(r"\label") and len(body) > width:
+                found.append(number)
+            if display:
+                display = "$$" not in stripped
+            else:
+                display = stripped.count("$$") == 1
+    return found
+
+
+def test_the_width_checks_see_the_faults() -> None:
+    long = "x = " + "1 + " * 30 + "1"
+    assert long_code_cell_lines(f"```{{code-cell}} ipython3\n{long}\nok\n```\n{long}\n") == [2]
+    assert long_code_cell_lines(f"```python\n{long}\n```\n") == []
+    wide = "a + " * 30 + "b"
+    assert long_display_math_lines(f"```{{math}}\n:label: eq-x\n{wide}\n```\n{wide}\n") == [3]
+    assert long_display_math_lines(f"$$\n{wide}\n$$ (eq-y)\n") == [2]
+    assert long_display_math_lines(f"$${wide}$$ (eq-z)\n") == [1]
+    assert long_display_math_lines("$$\na\n$$ (eq-y)\n") == []
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_code_cell_lines_fit_the_page(path: Path) -> None:
+    lines = long_code_cell_lines(path.read_text())
+    assert not lines, (f"code-cell lines over {CODE_WIDTH} characters scroll sideways on the page: "
+                       + ", ".join(f"{path.relative_to(REPO_ROOT)}:{n}" for n in lines))
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_display_math_lines_fit_the_page(path: Path) -> None:
+    lines = long_display_math_lines(path.read_text())
+    assert not lines, (f"display-math lines over {MATH_WIDTH} characters of LaTeX run under the "
+                       "equation number; break them with aligned: "
+                       + ", ".join(f"{path.relative_to(REPO_ROOT)}:{n}" for n in lines))
