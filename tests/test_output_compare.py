@@ -25,6 +25,11 @@ from bayesnas_book.output_compare import NumericText, numbers_agree, texts_agree
     ("1.5e-03", "1.7e-03", False),
     ("-0.001", "0.000", True),
     ("2.293045088097", "2.293045229382", False),
+    ("1.249e-16", "2.776e-16", True),    # rounding error itself: below 1e-12 on both sides
+    ("8.0e-15", "7.1e-15", True),
+    ("0", "1.0e-16", False),             # an integer stays exact
+    ("1.2e-16", "1.0e-03", False),       # a real difference appeared
+    ("3.0e-12", "1.0e-12", False),       # not below the roundoff level: the digit rule
 ])
 def test_numbers_agree_to_their_last_printed_digit(reference: str, fresh: str, agree: bool) -> None:
     assert numbers_agree(reference, fresh) is agree
