@@ -139,8 +139,8 @@ def format_wall_time(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
-# The machine-specific part of an absolute path into data/results: "/work/main/" in
-# "--out /work/main/data/results/x" (also after "=").
+# The machine-specific part of an absolute path into data/results: "/CHECKOUT/" in
+# "--out /CHECKOUT/data/results/x" (also after "="), where CHECKOUT is the clone's folder.
 _ABSOLUTE_RESULTS_PREFIX = re.compile(r"(?<![^\s=])/\S*?/(?=data/results/)")
 
 
