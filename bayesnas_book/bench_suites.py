@@ -27,8 +27,8 @@ from bayesnas_book.bench_train import TRAIN_VARIANTS, bench_training, format_tra
 from bayesnas_book.checkpoint import prepare_run_folder
 from bayesnas_book.config import RunConfig, config_to_dict
 from bayesnas_book.device import resolve_device
-from bayesnas_book.isolation import NativeCrash, call_isolated
 from bayesnas_book.gpu_check import format_gpu_check, gpu_check_config, run_gpu_check
+from bayesnas_book.isolation import NativeCrash, call_isolated
 from bayesnas_book.provenance import provenance_record, write_json
 from bayesnas_book.results import BENCH_FILES
 

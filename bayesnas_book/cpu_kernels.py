@@ -42,6 +42,11 @@ _ISA_RANK = {"DEFAULT": 0, "SSE41": 1, "AVX": 2, "AVX2": 3, "AVX2_VNNI": 3, "AVX
 _RANK_NAME = {0: "default", 1: "sse41", 2: "avx", 3: "avx2", 4: "avx512"}
 
 
+# oneDNN reads its ISA cap once, at its first use in the process; so does this module (at import).
+# A cap set later in the same process (a test's monkeypatched environment) changes neither.
+_ONEDNN_CAP = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+
+
 def _is_x86() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
@@ -51,16 +56,16 @@ def onednn_isa() -> str:
     ``"sse41"``, ``"default"``, or ``"non-x86"``.
 
     What the CPU offers (ATen's own dispatch level, :func:`torch.backends.cpu.get_cpu_capability`)
-    capped by ``ONEDNN_MAX_CPU_ISA`` (or its old name ``DNNL_MAX_CPU_ISA``). A lower
+    capped by ``ONEDNN_MAX_CPU_ISA`` (or its old name ``DNNL_MAX_CPU_ISA``) as the process
+    started with it (oneDNN latches the cap at its first use). A lower
     ``ATEN_CPU_CAPABILITY`` also lowers the answer, which errs on the safe side.
     """
     if not _is_x86():
         return "non-x86"
     capability = torch.backends.cpu.get_cpu_capability().upper()
     rank = 4 if capability.startswith("AVX512") else 3 if capability == "AVX2" else 1
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
-    if cap:
-        rank = min(rank, _ISA_RANK.get(cap.strip().upper(), rank))
+    if _ONEDNN_CAP:
+        rank = min(rank, _ISA_RANK.get(_ONEDNN_CAP.strip().upper(), rank))
     return _RANK_NAME[rank]
 
 
@@ -98,7 +103,7 @@ def cpu_bf16_unsupported() -> str | None:
     if not _is_x86():
         supported = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     else:
-        supported = torch.ops.mkldnn._is_mkldnn_bf16_supported() and onednn_isa() == "avx512"
+        supported = onednn_isa() == "avx512" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     if supported:
         return None
     return (f"this CPU has no native bfloat16 kernels (oneDNN {onednn_isa()}); "

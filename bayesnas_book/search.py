@@ -70,6 +70,7 @@ from bayesnas_book.checkpoint import (
     save_checkpoint,
 )
 from bayesnas_book.config import RunConfig, config_to_dict
+from bayesnas_book.cpu_kernels import resolve_channels_last
 from bayesnas_book.curvature.api import switch_curvature
 from bayesnas_book.curvature.exact import batchnorm_stats_frozen
 from bayesnas_book.device import resolve_device
@@ -80,8 +81,13 @@ from bayesnas_book.space.derive import derive_cell, magnitude_cell
 from bayesnas_book.space.genotype import Genotype, save_genotype
 from bayesnas_book.space.supernet import CELL_TYPES, Supernet, SupernetSpec
 from bayesnas_book.train.engine import PROGRESS_EVERY
-from bayesnas_book.cpu_kernels import resolve_channels_last
-from bayesnas_book.train.precision import amp_dtype, autocast, compiled_forward, parameter_dtype, to_memory_format
+from bayesnas_book.train.precision import (
+    amp_dtype,
+    autocast,
+    compiled_forward,
+    parameter_dtype,
+    to_memory_format,
+)
 
 __all__ = ["SearchError", "SearchResult", "SearchRun", "run_search", "search_schedule"]
 

@@ -18,12 +18,12 @@ from bayesnas_book.assignments.public import FOLD_TAG, build_public_site, public
 from bayesnas_book.cli import main
 from tests.test_book_build import (
     REPO_ROOT,
+    _require_myst,
     copy_book,
     install_stub_theme,
     page_downloads,
     run_content_build,
     toc_chapters,
-    _require_myst,
 )
 
 FORBIDDEN = ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS")

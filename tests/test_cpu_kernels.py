@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from bayesnas_book.cpu_kernels import channels_last_hazard, cpu_bf16_unsupported, onednn_isa, resolve_channels_last
+from bayesnas_book import cpu_kernels
+from bayesnas_book.cpu_kernels import (
+    channels_last_hazard,
+    cpu_bf16_unsupported,
+    onednn_isa,
+    resolve_channels_last,
+)
 from bayesnas_book.isolation import NativeCrash, call_isolated
 
 X86_WITH_AVX2 = onednn_isa() in ("avx2", "avx512")
@@ -36,16 +42,16 @@ def test_onednn_isa_follows_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     assert native in ("avx512", "avx2", "avx", "sse41", "default", "non-x86")
     if native in ("non-x86", "default"):
         pytest.skip("no x86 SIMD levels to cap here")
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")
+    monkeypatch.setattr(cpu_kernels, "_ONEDNN_CAP", "SSE41")
     assert onednn_isa() == "sse41"
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "ALL")
+    monkeypatch.setattr(cpu_kernels, "_ONEDNN_CAP", "ALL")
     assert onednn_isa() == native  # a cap never raises the level
 
 
 def test_hazard_names_the_layer_only_where_oneDNN_runs_avx2(monkeypatch: pytest.MonkeyPatch) -> None:
     if not X86_WITH_AVX2:
         pytest.skip("the fault is in oneDNN's x86 AVX2 kernels")
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setattr(cpu_kernels, "_ONEDNN_CAP", "AVX2")
     reason = channels_last_hazard(narrow_reduction(), "cpu")
     assert reason is not None and "corrupts the heap" in reason and "'0'" in reason and "NCHW is used instead" in reason
     wide = nn.Conv2d(8, 8, 1, stride=2)
@@ -55,7 +61,7 @@ def test_hazard_names_the_layer_only_where_oneDNN_runs_avx2(monkeypatch: pytest.
     with pytest.warns(RuntimeWarning, match="corrupts the heap"):
         assert resolve_channels_last(narrow_reduction(), "cpu", True) is False
     assert resolve_channels_last(wide, "cpu", True) is True
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
+    monkeypatch.setattr(cpu_kernels, "_ONEDNN_CAP", "AVX512_CORE")
     if onednn_isa() == "avx512":
         assert channels_last_hazard(narrow_reduction(), "cpu") is None
 
@@ -63,7 +69,7 @@ def test_hazard_names_the_layer_only_where_oneDNN_runs_avx2(monkeypatch: pytest.
 def test_bf16_support_follows_the_isa(monkeypatch: pytest.MonkeyPatch) -> None:
     if not X86_WITH_AVX2:
         pytest.skip("x86 only")
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setattr(cpu_kernels, "_ONEDNN_CAP", "AVX2")
     assert "no native bfloat16 kernels" in cpu_bf16_unsupported()
 
 
@@ -73,6 +79,7 @@ def test_the_avx2_nhwc_fault_crashes_natively_and_the_guard_avoids_it(monkeypatc
     """The root cause of the suite's native crashes, reproduced in a child process; a tripwire: it
     fails once oneDNN fixes the kernel, and the guard can then be narrowed."""
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # inherited by the spawned child
+    monkeypatch.setattr(cpu_kernels, "_ONEDNN_CAP", "AVX2")  # and this process's view of it
     with pytest.raises(NativeCrash, match="crashed natively in an isolated process"):
         call_isolated(nhwc_backward_steps, 200, False, what="NHWC backward")
     with pytest.warns(RuntimeWarning, match="corrupts the heap"):

@@ -9,8 +9,8 @@ import sys
 import nbformat
 import pytest
 
-from tests.conftest import REPO_ROOT
 from bayesnas_book.output_compare import NumericText, numbers_agree, texts_agree
+from tests.conftest import REPO_ROOT
 
 
 @pytest.mark.parametrize(("reference", "fresh", "agree"), [

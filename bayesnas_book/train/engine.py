@@ -58,6 +58,7 @@ from bayesnas_book.checkpoint import (
     save_checkpoint,
 )
 from bayesnas_book.config import ConfigError
+from bayesnas_book.cpu_kernels import resolve_channels_last
 from bayesnas_book.device import resolve_device
 from bayesnas_book.provenance import provenance_record, write_json
 from bayesnas_book.search_data import epoch_loader, take
@@ -76,8 +77,13 @@ from bayesnas_book.train.distributed import (
 from bayesnas_book.train.evaluate import evaluate, topk_correct
 from bayesnas_book.train.losses import split_output, training_loss
 from bayesnas_book.train.optim import build_optimizer, build_scheduler
-from bayesnas_book.cpu_kernels import resolve_channels_last
-from bayesnas_book.train.precision import amp_dtype, autocast, compiled_forward, parameter_dtype, to_memory_format
+from bayesnas_book.train.precision import (
+    amp_dtype,
+    autocast,
+    compiled_forward,
+    parameter_dtype,
+    to_memory_format,
+)
 
 __all__ = ["CHECKPOINT", "OUTPUTS", "TrainError", "TrainResult", "Trainer", "check_dataset", "train_model"]
 
