@@ -37,46 +37,51 @@ __all__ = ["BENCH_SUITES", "run_suite"]
 BENCH_SUITES = {suite: file for file, suite in BENCH_FILES.items()}  # suite -> the JSON file it writes
 
 
+_FORMATS = {"gpu-check": format_gpu_check, "search": format_bench, "train": format_training_bench,
+            "scaling": format_scaling}  # suite -> its text table
+
+
+def _train_variants(compile: bool) -> tuple[str, ...]:
+    """The training variants a ``train`` suite measures: the compiled one only with ``compile``."""
+    return TRAIN_VARIANTS if compile else TRAIN_VARIANTS[:-1]
+
+
 def _measure(suite: str, config: RunConfig, repeats: int, exact: bool, compile: bool, tiny: bool, fusion: bool,
-             train_variants: tuple[str, ...] | None = None) -> tuple[dict[str, Any], str]:
-    """One suite's result and text table, computed in this process (arguments as :func:`run_suite`)."""
+             train_variants: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """One suite's result, computed in this process (arguments as :func:`run_suite`)."""
     if suite == "gpu-check":
-        result = run_gpu_check(gpu_check_config(config.device, tiny), tiny=tiny, repeats=repeats, compile=compile)
-        return result, format_gpu_check(result)
+        return run_gpu_check(gpu_check_config(config.device, tiny), tiny=tiny, repeats=repeats, compile=compile)
     if suite == "search":
-        result = bench_search(config, repeats=repeats, exact=exact, fusion=fusion)
-        return result, format_bench(result)
+        return bench_search(config, repeats=repeats, exact=exact, fusion=fusion)
     if suite == "train":
-        variants = train_variants or (TRAIN_VARIANTS if compile else TRAIN_VARIANTS[:-1])
-        result = bench_training(config, repeats=repeats, variants=variants)
-        return result, format_training_bench(result)
-    result = bench_scaling(config, repeats=repeats)
-    return result, format_scaling(result)
+        return bench_training(config, repeats=repeats, variants=train_variants or _train_variants(compile))
+    return bench_scaling(config, repeats=repeats)
 
 
 def _measure_cpu_isolated(suite: str, config: RunConfig, repeats: int, exact: bool, compile: bool,
-                          fusion: bool) -> tuple[dict[str, Any], str]:
+                          fusion: bool) -> tuple[dict[str, Any], str | None]:
     """A CPU suite run in a child process (:func:`~bayesnas_book.isolation.call_isolated`).
 
     A native crash there (oneDNN kernels, see :mod:`bayesnas_book.cpu_kernels`) costs the rows that
     can cause it, not the run: the suite is measured again here without bf16 and channels_last,
     and the variants left out are reported as failed with the crash.
+
+    Returns:
+        ``(result, None)``, or ``(result, failure)`` after a crash: the line the text table ends with.
     """
     try:
         return call_isolated(_measure, suite, config, repeats, exact, compile, False, fusion,
-                             what=f"bench --suite {suite}")
+                             what=f"bench --suite {suite}"), None
     except NativeCrash as crash:
         failed = f"failed: {crash}"
     if suite == "train":
-        result, _ = _measure(suite, config, repeats, exact, compile, False, fusion, train_variants=("fp32",))
-        asked = TRAIN_VARIANTS if compile else TRAIN_VARIANTS[:-1]
-        result["rows"] += [{"name": v, "skipped": failed} for v in asked if v != "fp32"]
-        return result, format_training_bench(result)
+        result = _measure(suite, config, repeats, exact, compile, False, fusion, train_variants=("fp32",))
+        result["rows"] += [{"name": v, "skipped": failed} for v in _train_variants(compile) if v != "fp32"]
+        return result, None
     safe = dataclasses.replace(config, search=dataclasses.replace(config.search, amp="off", channels_last=False))
-    result, _ = _measure(suite, safe, repeats, exact, compile, False, fusion)
+    result = _measure(suite, safe, repeats, exact, compile, False, fusion)
     result["failed"] = failed
-    text = format_bench(result) if suite == "search" else format_scaling(result)
-    return result, f"{text}\n{failed} (measured again without bf16 and channels_last)"
+    return result, f"{failed} (measured again without bf16 and channels_last)"
 
 
 def run_suite(suite: str, config: RunConfig, out: str | Path | None, repeats: int = 5, exact: bool = False,
@@ -102,10 +107,12 @@ def run_suite(suite: str, config: RunConfig, out: str | Path | None, repeats: in
     if suite not in BENCH_SUITES:
         raise ValueError(f"unknown benchmark suite {suite!r}; choose from {', '.join(BENCH_SUITES)}")
     started = time.time()
+    failure = None
     if suite == "gpu-check" or resolve_device(config.device).type != "cpu":
-        result, text = _measure(suite, config, repeats, exact, compile, tiny, fusion)
+        result = _measure(suite, config, repeats, exact, compile, tiny, fusion)
     else:
-        result, text = _measure_cpu_isolated(suite, config, repeats, exact, compile, fusion)
+        result, failure = _measure_cpu_isolated(suite, config, repeats, exact, compile, fusion)
+    text = _FORMATS[suite](result) + (f"\n{failure}" if failure else "")
     if suite == "gpu-check":
         config = gpu_check_config(config.device, tiny)
     if out is not None:
