@@ -83,7 +83,8 @@ def test_bench_writes_its_json_atomically_and_removes_its_stale_temporaries(tmp_
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import bayesnas_book.bench_suites as suites
 
-    monkeypatch.setattr(suites, "_measure_cpu_isolated", lambda *args, **kwargs: ({"rows": []}, "measured"))
+    monkeypatch.setattr(suites, "_measure_cpu_isolated", lambda *args, **kwargs: ({"rows": []}, None))
+    monkeypatch.setitem(suites._FORMATS, "search", lambda result: "no rows")
     out = tmp_path / "bench"
     out.mkdir()
     for name in (".bench.json.k1ll3d_x.tmp", *KEPT):
