@@ -9,7 +9,10 @@ module is the one place that scans for them:
 
 * :func:`results_folder`: ``data/results`` of the repository, found from a folder upwards;
 * :func:`load_result`: one record (a run folder, its ``provenance.json`` or a bench JSON file);
-* :func:`iter_records`: every record under the results folder, optionally of one kind.
+* :func:`iter_records`: every record under the results folder, optionally of one kind;
+* :func:`stale_modules`: the library modules a record ran whose source has changed since
+  (the record's ``modules`` hashes, :func:`bayesnas_book.provenance.module_hashes`, against the
+  sources now), and :func:`regenerate_command`, the command line that writes the record again.
 
 The *kind* of a record is the ``bayesnas-book`` subcommand that wrote it, read from the recorded
 command line (``bayesnas-book compress ...`` or ``python -m bayesnas_book.cli compress ...``);
@@ -44,7 +47,9 @@ __all__ = [
     "iter_records",
     "load_result",
     "record_kind",
+    "regenerate_command",
     "results_folder",
+    "stale_modules",
 ]
 
 KINDS = ("search", "train", "transfer", "compress", "study", "bench")
@@ -223,6 +228,12 @@ class ResultRecord:
         """The wall time of the whole command in seconds."""
         return float(self.provenance["wall_time_s"])
 
+    @property
+    def modules(self) -> Mapping[str, str] | None:
+        """The recorded ``{module: source SHA-256}`` of the library code that ran (``None``: not recorded)."""
+        modules = self.provenance.get("modules")
+        return modules if isinstance(modules, Mapping) else None
+
     def provenance_line(self) -> str:
         """One line: command, commit, device, start date and wall time.
 
@@ -301,7 +312,8 @@ def load_result(path: str | Path, root: str | Path | None = None) -> ResultRecor
         result, data = data["result"], data["provenance"]
     missing = [field for field in PROVENANCE_FIELDS if field not in data]
     if missing:
-        raise ResultError(f"{path} lacks the provenance fields {missing}; it was not written by a bayesnas-book command")
+        raise ResultError(f"{path} lacks the provenance fields {missing}; "
+                          "it was not written by a bayesnas-book command")
     if not isinstance(data["config"], dict) or not isinstance(data["git"], dict):
         raise ResultError(f"{path}: `config` and `git` must be JSON objects")
     return ResultRecord(path=path, kind=record_kind(data, path.name), provenance=data, result=result,
@@ -349,3 +361,55 @@ def iter_records(kind: str | None = None, root: str | Path | None = None, *,
             continue
         if kind is None or record.kind == kind:
             yield record
+
+
+def _module_source(name: str, package_root: Path) -> Path | None:
+    """The source file of module ``name`` (``bayesnas_book.x.y``) under ``package_root``, or ``None``."""
+    parts = name.split(".")[1:]
+    if not parts:
+        candidates = [package_root / "__init__.py"]
+    else:
+        base = package_root.joinpath(*parts)
+        candidates = [base / "__init__.py", base.with_name(base.name + ".py")]
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def stale_modules(record: ResultRecord, package_root: str | Path | None = None) -> dict[str, str] | None:
+    """The modules whose source differs from the one the record's run loaded.
+
+    Args:
+        record: the record (its ``modules`` provenance field).
+        package_root: the ``bayesnas_book`` package folder to compare with (default: the one imported).
+
+    Returns:
+        ``{module: "changed" | "removed"}`` (empty when the record is fresh), or ``None`` when the
+        record holds no module hashes (written before they were recorded: treat it as stale).
+    """
+    from bayesnas_book.provenance import PACKAGE, source_hash
+
+    recorded = record.modules
+    if recorded is None:
+        return None
+    if package_root is None:
+        import bayesnas_book
+
+        package_root = Path(bayesnas_book.__file__).parent
+    root = Path(package_root)
+    changes: dict[str, str] = {}
+    for name, digest in sorted(recorded.items()):
+        path = _module_source(name, root) if name == PACKAGE or name.startswith(PACKAGE + ".") else None
+        if path is None:
+            changes[name] = "removed"
+        elif source_hash(path) != digest:
+            changes[name] = "changed"
+    return changes
+
+
+def regenerate_command(record: ResultRecord) -> str:
+    """The command line that writes ``record`` again, as a ``bayesnas-book`` command run from the repository root.
+
+    The recorded command with ``python -m bayesnas_book.cli`` shown as ``bayesnas-book`` and an
+    absolute path into ``data/results`` shown from ``data/results`` on.
+    """
+    command = _ABSOLUTE_RESULTS_PREFIX.sub("", str(record.provenance["command"]))
+    return re.sub(r"^\S*python\S*\s+-m\s+bayesnas_book\.cli\b", "bayesnas-book", command)
