@@ -103,7 +103,8 @@ def test_public_tree_config_and_downloads(public_tree: Path) -> None:
     ]
     assert config["site"] == original["site"]
     assert config["project"]["math"] == original["project"]["math"]
-    for relative in ("references.bib", "chapters/images/logo.svg", "chapters/images/favicon.ico"):
+    for relative in ("references.bib", "chapters/images/logo.svg", "chapters/images/favicon.ico",
+                     config["site"]["options"]["style"]):
         assert (public_tree / relative).is_file(), relative
     for chapter in toc_chapters():  # the .md offered for download carries no grading markup either
         text = (public_tree / chapter).read_text(encoding="utf-8")
@@ -144,3 +145,16 @@ def test_public_site_content_build_is_clean_and_shows_outputs(public_tree: Path,
     assert page_downloads(book) == {
         str(Path(c).with_suffix(".ipynb")): [Path(c).with_suffix(".ipynb").name, Path(c).name] for c in toc_chapters()
     }
+
+
+def test_printed_outputs_wrap_at_the_column() -> None:
+    """The site stylesheet makes the theme's stream outputs wrap (issue 15: 2,600 px provenance lines)."""
+    import re
+
+    import yaml
+
+    style = yaml.safe_load((REPO_ROOT / "myst.yml").read_text(encoding="utf-8"))["site"]["options"]["style"]
+    css = (REPO_ROOT / style).read_text(encoding="utf-8")
+    rule = re.search(r"pre\.myst-jp-stream-output\s*\{([^}]*)\}", css)
+    assert rule, f"{style} has no rule for the theme's stream outputs (pre.myst-jp-stream-output)"
+    assert re.search(r"white-space:\s*pre-wrap", rule.group(1)), rule.group(1)

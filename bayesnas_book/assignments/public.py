@@ -213,7 +213,7 @@ def build_public_site(book: Path, out: Path, names: Sequence[str] | None = None)
     _write(out / "myst.yml", text.encode("utf-8"))
     options = config.get("site", {}).get("options", {}) or {}
     extra = list(project.get("bibliography", []) or [])
-    extra += [value for key, value in options.items() if key in ("logo", "logo_dark", "favicon")]
+    extra += [value for key, value in options.items() if key in ("logo", "logo_dark", "favicon", "style")]
     for relative in extra:
         if (book / relative).is_file():
             _write(out / relative, (book / relative).read_bytes())
