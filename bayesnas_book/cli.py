@@ -417,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     search = commands.add_parser("search", help="run the BayesNAS search (Algorithm 1) and draw the found cells")
     _add_config_arguments(search)
     _add_run_arguments(search, "search")
-    search.add_argument("--space", choices=("bayesnas", "darts"), default=None, help="overrides search.space")
+    search.add_argument("--space", choices=("bayesnas", "darts", "tree"), default=None, help="overrides search.space")
     search.add_argument("--lambda-o", type=float, default=None, help="parent (edge) penalty lambda_o (paper: 0.01, 0.007, 0.005)")
     search.add_argument("--lambda-c", type=float, default=None, help="child (op) penalty lambda_c")
     search.add_argument("--rounds", type=int, default=None, help="train-and-update rounds T")

@@ -46,6 +46,7 @@ __all__ = [
     "SearchConfig",
     "TrainConfig",
     "TransferConfig",
+    "TreeConfig",
     "train_config_problems",
     "transfer_config_problems",
     "apply_overrides",
@@ -130,8 +131,9 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 class SearchConfig:
     """The paper's Algorithm 1 and search protocol: the supernet, the schedule, the priors, the pruning."""
 
-    # space: "bayesnas" (8 edges per cell, the paper) or "darts" (14 edges)
-    space: str = field(default="bayesnas", metadata={"choices": ("bayesnas", "darts")})
+    # space: "bayesnas" (8 edges per cell, the paper), "darts" (14 edges) or "tree" (the proxyless
+    # setting: TreeCell-A switches in every unit of a PyramidNet, shaped by the [tree] section)
+    space: str = field(default="bayesnas", metadata={"choices": ("bayesnas", "darts", "tree")})
     # channels: C of the first stage (paper 36); layout: N normal / R reduction cells (paper NNRNNRNN)
     channels: int = field(default=36, metadata={"check": (_positive, "must be > 0")})
     layout: str = field(default="NNRNNRNN", metadata={"check": (_layout, "must be a non-empty string of N and R")})
@@ -286,6 +288,32 @@ def _transfer_train_defaults() -> TrainConfig:
                        lr_decay_epochs=1, label_smoothing=0.1, grad_clip=5.0, drop_prob=0.0)
 
 
+def _tree_train_defaults() -> TrainConfig:
+    """The path-level paper's CIFAR-10 protocol for tree-cell PyramidNets (Cai et al. 2018, Section 5.1)."""
+    return TrainConfig(epochs=300, batch_size=64, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4,
+                       schedule="cosine", lr_update="batch", grad_clip=0.0, drop_prob=0.0)
+
+
+@dataclass
+class TreeConfig:
+    """The proxyless tree search (``search.space = "tree"``): the PyramidNet backbone and its tree cells."""
+
+    # shape: the tree of every cell (treecell_a: 7 nodes, 15 edges, 9 leaves)
+    shape: str = field(default="treecell_a", metadata={"choices": ("treecell_a",)})
+    # depth: 9U + 2 (PyramidNet-164: 18 bottleneck units per stage); alpha: the total widening (84)
+    depth: int = field(default=164, metadata={"check": (lambda v: v >= 11 and (v - 2) % 9 == 0, "must be 9U + 2 >= 11")})
+    alpha: float = field(default=84.0, metadata={"check": (_non_negative, "must be >= 0")})
+    bottleneck: bool = True
+    start_channels: int = field(default=16, metadata={"check": (_positive, "must be > 0")})
+    # checkpoint: recompute each unit's forward in the backward (torch.utils.checkpoint) instead of storing it
+    checkpoint: bool = True
+    # root_bn: a BN on each root branch before the add (the path-level paper's CIFAR nets)
+    root_bn: bool = True
+    # cutout: side of the cutout square for the derived net's training (16 on CIFAR-10; 0 disables it)
+    cutout: int = field(default=16, metadata={"check": (_non_negative, "must be >= 0")})
+    train: TrainConfig = field(default_factory=_tree_train_defaults)
+
+
 def _at_least_32(value: int) -> bool:
     return value >= 32
 
@@ -400,6 +428,7 @@ class RunConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
     compress: CompressConfig = field(default_factory=CompressConfig)
+    tree: TreeConfig = field(default_factory=TreeConfig)
 
 
 def _is_section(tp: Any) -> bool:

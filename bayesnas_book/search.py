@@ -139,7 +139,12 @@ class SearchRun:
         self.device = resolve_device(config.device)
         self.data = data if data is not None else build_search_data(config)
         search = config.search
-        spec = SupernetSpec(
+        if search.space == "tree":  # the proxyless space brings its own cell types
+            from bayesnas_book.space.tree_supernet import build_tree_supernet
+
+            tree_net = build_tree_supernet(config, self.data.in_channels, self.data.num_classes)
+            self.model = tree_net.to(self.device)
+        spec = None if search.space == "tree" else SupernetSpec(
             in_channels=self.data.in_channels,
             num_classes=self.data.num_classes,
             channels=search.channels,
@@ -148,7 +153,9 @@ class SearchRun:
             space=search.space,
             fused_edges=search.fused_edges,
         )
-        self.model = Supernet(spec).to(self.device)
+        if spec is not None:
+            self.model = Supernet(spec).to(self.device)
+        self.cell_types: tuple[str, ...] = tuple(getattr(self.model, "cell_types", CELL_TYPES))
         try:
             self.amp_dtype = amp_dtype(search.amp, self.device)
         except ValueError as error:
@@ -159,7 +166,7 @@ class SearchRun:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward: Callable[[torch.Tensor], torch.Tensor] = compiled_forward(self.model, search.compile, search.compile_mode)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        missing = [kind for kind in CELL_TYPES if not self.model.cell_indices(kind)]
+        missing = [kind for kind in self.cell_types if not self.model.cell_indices(kind)]
         if missing:
             raise SearchError(f"`search.layout` {search.layout!r} has no {missing[0]} cell; it needs at least one N and one R")
         self.lr = search.lr * config.data.batch_size / search.reference_batch_size  # linear scaling
@@ -174,7 +181,7 @@ class SearchRun:
         self.gamma: dict[str, torch.Tensor] = {}
         self.omega: dict[str, torch.Tensor] = {}
         self.alive: dict[str, torch.Tensor] = {}  # switches not pruned yet, (N, E, 1 + K)
-        for kind in CELL_TYPES:
+        for kind in self.cell_types:
             self.gamma[kind], self.omega[kind] = initial_state(self.model.graphs[kind], dtype=torch.float64)
             self.alive[kind] = torch.ones_like(self.model.switch_values(kind), dtype=torch.bool)
         self.history: list[dict[str, Any]] = []
@@ -187,14 +194,14 @@ class SearchRun:
 
     def _penalty(self) -> torch.Tensor:
         total = torch.zeros((), device=self.device)
-        for kind in CELL_TYPES:
+        for kind in self.cell_types:
             weights = penalty_weights(self.omega[kind], self.config.search.lambda_o, self.config.search.lambda_c)
             total = total + switch_penalty(self.model.switch_values(kind), weights.to(self.device, self.float_dtype))
         return total
 
     @torch.no_grad()
     def _enforce_pruning(self) -> None:
-        for kind in CELL_TYPES:
+        for kind in self.cell_types:
             if not bool(self.alive[kind].all()):
                 values = self.model.switch_values(kind)
                 self.model.load_switch_values(kind, values * self.alive[kind].to(values))
@@ -278,14 +285,14 @@ class SearchRun:
         batches = [(to_memory_format(x.to(self.device, self.float_dtype), self.channels_last), y.to(self.device))
                    for x, y in take(loader, search.curvature_batches)]
         self.model.train()  # BatchNorm with batch statistics, as in training
-        everything = [m for kind in CELL_TYPES for m in self.model.switch_modules(kind)]
+        everything = [m for kind in self.cell_types for m in self.model.switch_modules(kind)]
         options = {}
         if search.curvature_method == "mc_ggn":  # labels drawn from a generator of (seed, step): resumable
             options["generator"] = torch.Generator(self.device).manual_seed(self.config.seed * 1_000_003 + 20_000 + step_index)
         with autocast(self.device, self.amp_dtype):  # the sweep itself runs in float32 (recursion.GNTape)
             estimate = switch_curvature(self.model, batches, method=search.curvature_method, switches=everything, **options)
         result, start = {}, 0
-        for kind in CELL_TYPES:
+        for kind in self.cell_types:
             shape = self.model.switch_values(kind).shape
             count = shape.numel()
             result[kind] = estimate.diagonal[start:start + count].reshape(shape)
@@ -300,7 +307,7 @@ class SearchRun:
         self.timings["curvature_s"] += time.perf_counter() - started
         started = time.perf_counter()
         record: dict[str, Any] = {"round": step["round"]}
-        for kind in CELL_TYPES:
+        for kind in self.cell_types:
             switches = self.model.switch_values(kind).detach().to("cpu", torch.float64)
             result = laplace_update(
                 switches, H[kind], self.gamma[kind], search.lambda_o, search.lambda_c,
@@ -341,6 +348,8 @@ class SearchRun:
             raise SearchError("no architecture update has run yet; derive after at least one round")
         meta = {"lambda_o": self.config.search.lambda_o, "lambda_c": self.config.search.lambda_c,
                 "seed": self.config.seed, "dataset": self.config.data.dataset}
+        if hasattr(self.model, "derive_genotypes"):  # a space with its own genotype (tree cells)
+            return self.model.derive_genotypes(self.pruning, meta)
         cells = {kind: derive_cell(self.model.graphs[kind], self.pruning[kind].keep) for kind in CELL_TYPES}
         bayes = Genotype(cells["normal"], cells["reduction"], self.config.search.space, {**meta, "rule": "bayesnas"})
         magnitude = {
@@ -459,9 +468,15 @@ def _append_metrics(out: Path, run: SearchRun) -> None:
 def _write_outputs(out: Path, run: SearchRun, genotype: Genotype, magnitude: Genotype, started: float) -> None:
     from bayesnas_book.viz import draw_genotype
 
-    save_genotype(genotype, out / "genotype.json")
-    save_genotype(magnitude, out / "genotype_magnitude.json")
-    figure = draw_genotype(genotype, f"BayesNAS cells (lambda_o={run.config.search.lambda_o})")
+    title = f"BayesNAS cells (lambda_o={run.config.search.lambda_o})"
+    if hasattr(genotype, "save"):  # a space with its own genotype type (tree cells)
+        genotype.save(out / "genotype.json")
+        magnitude.save(out / "genotype_magnitude.json")
+        figure = genotype.draw(title)
+    else:
+        save_genotype(genotype, out / "genotype.json")
+        save_genotype(magnitude, out / "genotype_magnitude.json")
+        figure = draw_genotype(genotype, title)
     with atomic_writer(out / "cells.png") as handle:  # a kill mid-write leaves no partial PNG
         figure.savefig(handle, format="png", dpi=100)
     write_json(out / "history.json", run.history)
