@@ -241,15 +241,15 @@ def _cmd_study(args: argparse.Namespace) -> int:
     config = load_config(args.profile, args.config, args.overrides)
     try:
         summary = run_study(config, args.seeds, args.lambdas, args.out, resume=args.resume, channels=args.channels,
-                            num_cells=args.cells, progress=not args.no_progress)
+                            num_cells=args.cells, progress=not args.no_progress, train_samples=args.train_samples)
     except (StudyError, PruningError) as error:
         raise UserError(str(error)) from None
     rq1, rq2 = summary["rq1"], summary["rq2"]
     print(f"RQ1: {rq1['cells_with_dangling_node']} of {rq1['cells']} derived cells have a dangling node "
           f"({rq1['cells_dangling_without_node_rule']} would without the node rule)")
     for rule, row in rq2["test_top1"].items():
-        print(f"RQ2 {rule:>9}: stand-alone test top-1 {row['mean']:.4f} +- {row['std']:.4f} (n = {int(row['n'])}), "
-              f"{rq2['params'][rule]:,.0f} params")
+        print(f"RQ2 {rule:>17}: stand-alone test top-1 {row['mean']:.4f}, 95% interval [{row['low']:.4f}, "
+              f"{row['high']:.4f}] (n = {int(row['n'])}), {rq2['params'][rule]:,.0f} params")
     print(f"wrote {Path(args.out) / 'study.json'}, settings.jsonl, provenance.json")
     return 0
 
@@ -459,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--lambdas", type=float, nargs="+", default=[0.1, 0.05], help="lambda_o = lambda_c values")
     study.add_argument("--channels", type=int, default=None, help="C of the stand-alone networks (default network.channels)")
     study.add_argument("--cells", type=int, default=None, help="cells of the stand-alone networks (default network.num_cells)")
+    study.add_argument("--train-samples", type=int, default=None,
+                       help="train the stand-alone networks on this many training images (default all)")
     study.add_argument("--out", required=True, help="the study folder")
     study.add_argument("--resume", action="store_true", help="continue the study in --out")
     study.add_argument("--no-progress", action="store_true", help="no progress bar, no line per finished setting")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 
 import pytest
+import torch
 
 from bayesnas_book.cli import main
 from bayesnas_book.config import load_config
-from bayesnas_book.study import StudyError, run_study, study_summary
+from bayesnas_book.study import STUDY_RULES, StudyError, run_study, study_summary, train_subset
 
 TINY = ["search.channels=4", 'search.layout="NR"', "search.cutout=0", "search.warmup_epochs=1", "search.switch_epochs=1",
         "search.rounds=1", "search.curvature_batches=1", "search.max_batches_per_epoch=2", "data.batch_size=32",
@@ -26,12 +29,19 @@ def test_study_writes_its_files_and_resumes_without_redoing(tmp_path) -> None:
     assert len(lines) == 3 and json.loads(lines[0])["header"]["settings"] == [[0, 0.5], [1, 0.5]]
     settings = [json.loads(line) for line in lines[1:]]
     assert [s["seed"] for s in settings] == [0, 1]
-    assert [[row["rule"] for row in s["standalone"]] for s in settings] == [["bayesnas", "magnitude", "random"]] * 2
+    assert [[row["rule"] for row in s["standalone"]] for s in settings] == [list(STUDY_RULES)] * 2
+    for s in settings:  # the matched cells' networks have the BayesNAS network's size, the magnitude rule's not
+        params = {row["rule"]: row["params"] for row in s["standalone"]}
+        for rule in ("magnitude_matched", "random"):
+            assert abs(params[rule] / params["bayesnas"] - 1) < 0.25, params
+        assert set(s["genotypes"]) == set(STUDY_RULES)
     assert summary["rq1"]["cells"] == 4 and summary["rq1"]["cells_with_dangling_node"] == 0
     assert summary["rq2"]["test_top1"]["bayesnas"]["n"] == 2
     paired = summary["rq2"]["paired"]["bayesnas_minus_magnitude"]
     top1 = [{r["rule"]: r["test_top1"] for r in s["standalone"]} for s in settings]
     assert paired["mean"] == pytest.approx(sum(t["bayesnas"] - t["magnitude"] for t in top1) / 2)
+    assert paired["low"] <= paired["mean"] <= paired["high"] and paired["confidence"] == 0.95
+    assert set(summary["rq2"]["paired"]) == {f"bayesnas_minus_{r}" for r in STUDY_RULES[1:]}
     assert json.loads((tmp_path / "s" / "study.json").read_text()) == json.loads(json.dumps(summary))
     assert json.loads((tmp_path / "s" / "provenance.json").read_text())["study"]["seeds"] == [0, 1]
     # resume: nothing is redone, the same summary comes back
@@ -71,7 +81,8 @@ def test_study_command_reports_rq1_and_rq2(tmp_path, capsys: pytest.CaptureFixtu
     args = ["study", "--seeds", "0", "--lambdas", "0.5", "--channels", "2", "--cells", "3", "--out", str(tmp_path / "c")]
     assert main(args + [a for o in TINY for a in ("--set", o)]) == 0
     out = capsys.readouterr().out
-    assert "RQ1: 0 of 2 derived cells have a dangling node" in out and "RQ2  bayesnas" in out
+    assert "RQ1: 0 of 2 derived cells have a dangling node" in out
+    assert re.search(r"RQ2 +bayesnas: stand-alone test top-1 [0-9.]+, 95% interval", out), out
     assert main(args + [a for o in TINY for a in ("--set", o)]) == 2
     assert "already holds a study" in capsys.readouterr().err
 
@@ -88,3 +99,30 @@ def test_study_command_reports_each_setting_as_it_finishes(tmp_path, capsys: pyt
     assert "supernet validation accuracy" in lines[0] and "stand-alone test top-1: bayesnas" in lines[0]
     assert main([*args, "--seeds", "0", "--out", str(tmp_path / "q"), "--no-progress"]) == 0
     assert "study: setting" not in capsys.readouterr().err
+
+
+def test_train_subset_is_fixed_by_its_seed_and_checked() -> None:
+    data = torch.utils.data.TensorDataset(torch.arange(50.0))
+    assert train_subset(data, None, 0) is data
+    first, again, other = (train_subset(data, 20, seed) for seed in (3, 3, 4))
+    assert first.indices == again.indices != other.indices and len(set(first.indices)) == 20
+    with pytest.raises(StudyError, match=r"--train-samples must be an integer in \[10, 50\].*got 51"):
+        train_subset(data, 51, 0)
+
+
+def test_summary_intervals_are_student_t_over_settings() -> None:
+    def setting(b: float, m: float) -> dict:
+        rows = [{"rule": "bayesnas", "test_top1": b, "params": 100.0},
+                {"rule": "magnitude", "test_top1": m, "params": 40.0}]
+        return {"connectivity": [], "standalone": rows}
+
+    summary = study_summary([setting(0.9, 0.8), setting(0.7, 0.8)])
+    paired = summary["rq2"]["paired"]["bayesnas_minus_magnitude"]
+    # n = 2: differences 0.1 and -0.1, sd sqrt(0.02), t_{0.975, 1} = tan(0.475 pi)
+    half = math.tan(0.475 * math.pi) * math.sqrt(0.02) / math.sqrt(2)
+    assert paired["mean"] == pytest.approx(0.0, abs=1e-15)
+    assert paired["high"] == pytest.approx(half) and paired["low"] == pytest.approx(-half)
+    assert paired["bayesnas_better"] == 1 and paired["ties"] == 0
+    assert summary["rq2"]["params_relative"]["magnitude"] == {"min": 0.4, "max": 0.4}
+    with pytest.raises(ValueError, match="same rules"):
+        study_summary([setting(0.9, 0.8), {"connectivity": [], "standalone": setting(0.9, 0.8)["standalone"][:1]}])
