@@ -342,8 +342,8 @@ def explorer_figure(state: ExplorerState, sweep: Sequence[tuple[float, int]] = (
     """The explorer's picture of one round: gamma, C and (optionally) a lambda sweep.
 
     Left: ``log10 gamma`` of every group (floored at -3 for the colours), the threshold as a red
-    line on the colour bar, white crosses on the pruned (edge, op) pairs. Middle: ``log10`` of
-    the Laplace variance C averaged over the cells. Right (when ``sweep`` is given): surviving
+    line on the colour bar, white crosses on the pruned (edge, op) pairs. Right: ``log10`` of
+    the Laplace variance C averaged over the cells. Below (when ``sweep`` is given): surviving
     pairs against lambda, the current lambda marked.
 
     Args:
@@ -353,9 +353,12 @@ def explorer_figure(state: ExplorerState, sweep: Sequence[tuple[float, int]] = (
     Returns:
         A matplotlib Figure (no pyplot state), fixed size.
     """
-    columns = 3 if sweep else 2
-    figure = Figure(figsize=(4.2 * columns, 4.4), layout="constrained")
-    axes = figure.subplots(1, columns)
+    # Two heat maps side by side and the sweep below them: three panels in a row shrink to
+    # unreadable text in the book's column (issue 15).
+    layout = [["gamma", "C"], ["sweep", "sweep"]] if sweep else [["gamma", "C"]]
+    figure = Figure(figsize=(8.6, 8.4 if sweep else 4.6), layout="constrained")
+    panels = figure.subplot_mosaic(layout, height_ratios=[1.25, 1] if sweep else None)
+    axes = [panels["gamma"], panels["C"]] + ([panels["sweep"]] if sweep else [])
     log_gamma = torch.log10(state.update.gamma).clamp_min(_LOG10_GAMMA_FLOOR)
     _heatmap(
         axes[0],
