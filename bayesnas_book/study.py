@@ -12,7 +12,10 @@ on the held-out test split (RQ2, :data:`STUDY_RULES`):
   the paper's baseline, a much smaller network than the BayesNAS one;
 * ``magnitude_matched``: the magnitude score's order of (edge, op) pairs, grown until the network
   has as many parameters as the BayesNAS one (:mod:`bayesnas_book.matched_cells`), so that the
-  selection rule is compared at the same size;
+  selection rule is compared at the same size. Its scores are the switches as trained just before
+  the first architecture update: after an update the switches the entropy rule pruned are zero, so
+  a magnitude order of the final switches would list the BayesNAS cell's own pairs first and, at
+  its size, mostly give back the BayesNAS cell;
 * ``random``: a random order of pairs grown to the same parameter count (drawn from a generator
   seeded by the search's seed).
 
@@ -35,6 +38,7 @@ Files in ``DIR``:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import sys
@@ -52,19 +56,21 @@ from bayesnas_book.checkpoint import prepare_run_folder
 from bayesnas_book.config import RunConfig, config_to_dict
 from bayesnas_book.data import run_digits_splits
 from bayesnas_book.device import resolve_device
-from bayesnas_book.experiments import SweepRecord, connectivity_rows, search_sweep, train_and_test
+from bayesnas_book.experiments import SweepRecord, connectivity_rows, train_and_test
 from bayesnas_book.intervals import t_interval
 from bayesnas_book.matched_cells import magnitude_order, matched_genotype, random_order
 from bayesnas_book.models.counting import count_parameters
 from bayesnas_book.models.eval_net import cifar_network
 from bayesnas_book.provenance import provenance_record, write_json
+from bayesnas_book.search import SearchRun, search_schedule
 from bayesnas_book.search_data import build_search_data
 from bayesnas_book.seeding import seed_everything
 from bayesnas_book.space.genotype import Genotype
 from bayesnas_book.space.graph import get_cell_graph
 from bayesnas_book.space.supernet import CELL_TYPES
 
-__all__ = ["STUDY_RULES", "StudyError", "run_study", "study_genotypes", "study_summary", "train_subset"]
+__all__ = ["STUDY_RULES", "StudyError", "run_study", "search_with_switches", "study_genotypes", "study_summary",
+           "train_subset"]
 
 STUDY_RULES = ("bayesnas", "magnitude", "magnitude_matched", "random")
 """The cells each setting trains stand-alone, in table order (see the module docstring)."""
@@ -193,16 +199,35 @@ def train_subset(train_set: Dataset, samples: int | None, seed: int) -> Dataset:
     return Subset(train_set, sorted(order[:samples].tolist()))
 
 
-def study_genotypes(record: SweepRecord, space: str, params: Any) -> dict[str, Genotype]:
+def search_with_switches(config: RunConfig, seed: int, lam: float, data: Any) -> tuple[SweepRecord, dict[str, Any]]:
+    """One search (as :func:`~bayesnas_book.experiments.search_sweep` runs it) and its switches before the first update.
+
+    Returns:
+        The record, and per cell type the ``(E, 1 + K)`` mean ``|s|`` over the cells of that type,
+        taken just before the schedule's first ``update`` step.
+    """
+    search = dataclasses.replace(config.search, lambda_o=lam, lambda_c=lam)
+    run = SearchRun(dataclasses.replace(config, seed=seed, search=search), data=data)
+    before: dict[str, Any] = {}
+    for index, step in enumerate(search_schedule(run.config)):
+        if step["phase"] == "update" and not before:
+            with torch.no_grad():
+                before = {kind: run.model.switch_values(kind).abs().mean(0).cpu() for kind in CELL_TYPES}
+        run.run_step(index)
+    return SweepRecord.from_run(run), before
+
+
+def study_genotypes(record: SweepRecord, space: str, params: Any, switches: dict[str, Any]) -> dict[str, Genotype]:
     """The cells of :data:`STUDY_RULES` for one finished search.
 
     Args:
-        record: the search, with its supernet (``record.model``) for the switch values.
+        record: the search.
         space: the search space.
         params: ``Genotype -> int``, the parameter count of its stand-alone network.
+        switches: per cell type, the ``(E, 1 + K)`` switch values the magnitude order ranks
+            (:func:`search_with_switches`: before the first update).
     """
     graphs = {kind: get_cell_graph(f"{space}_{kind}") for kind in CELL_TYPES}
-    switches = {kind: record.model.switch_values(kind).detach().abs().mean(0).cpu() for kind in CELL_TYPES}
     generator = torch.Generator().manual_seed(10_000 + record.seed)
     return {
         "bayesnas": record.genotype,
@@ -275,8 +300,8 @@ def run_study(config: RunConfig, seeds: Sequence[int], lambdas: Sequence[float],
         if (seed, lam) in finished:
             continue
         setting_started = time.perf_counter()
-        record = search_sweep(config, [(seed, lam)], data=data)[0]
-        genotypes = study_genotypes(record, config.search.space, params)
+        record, switches = search_with_switches(config, seed, lam, data)
+        genotypes = study_genotypes(record, config.search.space, params, switches)
         standalone = []
         for rule, genotype in genotypes.items():
             scores = train_and_test(genotype, train_set, splits["test"], config.train, channels=channels,

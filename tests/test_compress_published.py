@@ -14,13 +14,15 @@ from tests.conftest import REPO_ROOT
 
 def test_shipped_file_loads_with_source_and_caveat() -> None:
     table = published_baselines()
-    assert "Zhou et al., ICML 2019" in table.source and "memory" in table.caveat
+    assert "Zhou et al., ICML 2019" in table.source and "memory" not in table.caveat
+    assert "removed" in table.caveat  # it says which entries could not be checked
+    assert all(r.checked_against for r in table.results)
     assert set(table.architectures) == {"lenet300", "lenet5", "vgg"}
     assert table.architectures["lenet300"] == (784, 300, 100)
     assert table.architectures["lenet5"] == (20, 50, 800, 500)
     methods = {model: [r.method for r in table.for_model(model)] for model in table.architectures}
     assert methods == {
-        "lenet300": ["BC-GNJ", "BC-GHS", "L0"],
+        "lenet300": [],  # no checkable copy of its rows was found
         "lenet5": ["SBP", "BC-GNJ", "L0"],
         "vgg": ["BC-GNJ", "BC-GHS"],
     }
@@ -86,11 +88,15 @@ def _file(results: list[dict], architecture: str | None = "10-5") -> dict:
         ({"source": "s", "models": {}}, r"lacks 'caveat', 'models'"),
         (
             _file([{"method": "A", "test_error": 1.0}]),
-            r"\[net\]: each result needs 'method', 'test_error' and 'reference'",
+            r"\[net\]: each result needs 'method', 'test_error', 'reference' and 'checked_against'",
         ),
         (
-            _file([{"method": "A", "test_error": 1.0, "reference": "k"}]),
+            _file([{"method": "A", "test_error": 1.0, "reference": "k", "checked_against": "c"}]),
             r"result 'A' needs exactly one of 'units' and 'compression'",
+        ),
+        (
+            _file([{"method": "A", "units": "3-2", "test_error": 1.0, "reference": "k", "checked_against": ""}]),
+            r"drop an entry that cannot be checked",
         ),
         (
             _file(
@@ -101,25 +107,26 @@ def _file(results: list[dict], architecture: str | None = "10-5") -> dict:
                         "compression": 2,
                         "test_error": 1.0,
                         "reference": "k",
+                        "checked_against": "c",
                     }
                 ]
             ),
             r"exactly one of",
         ),
         (
-            _file([{"method": "A", "units": "3-2", "test_error": 120, "reference": "k"}]),
+            _file([{"method": "A", "units": "3-2", "test_error": 120, "reference": "k", "checked_against": "c"}]),
             r"needs a test_error in \[0, 100\] \(percent\), got 120",
         ),
         (
-            _file([{"method": "A", "units": "11-2", "test_error": 1.0, "reference": "k"}]),
+            _file([{"method": "A", "units": "11-2", "test_error": 1.0, "reference": "k", "checked_against": "c"}]),
             r"keeps units '11-2', which do not fit the architecture 10-5",
         ),
         (
-            _file([{"method": "A", "units": "3-2-1", "test_error": 1.0, "reference": "k"}]),
+            _file([{"method": "A", "units": "3-2-1", "test_error": 1.0, "reference": "k", "checked_against": "c"}]),
             r"which do not fit",
         ),
         (
-            _file([{"method": "A", "compression": 0.5, "test_error": 1.0, "reference": "k"}]),
+            _file([{"method": "A", "compression": 0.5, "test_error": 1.0, "reference": "k", "checked_against": "c"}]),
             r"needs a compression factor >= 1, got 0.5",
         ),
     ],
@@ -132,7 +139,8 @@ def test_malformed_files_are_refused(tmp_path: Path, data: object, message: str)
 def test_a_well_formed_file_of_our_own(tmp_path: Path) -> None:
     table = published_baselines(
         _write(
-            tmp_path, _file([{"method": "A", "units": "7-5", "test_error": 2.5, "reference": "k"}])
+            tmp_path,
+            _file([{"method": "A", "units": "7-5", "test_error": 2.5, "reference": "k", "checked_against": "c"}]),
         )
     )
     (result,) = table.for_model("net")

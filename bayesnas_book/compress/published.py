@@ -3,18 +3,15 @@
 ``published_baselines.json`` (shipped beside this module) lists, per model (``lenet300``,
 ``lenet5``, ``vgg``), the results BayesNAS (Zhou et al., ICML 2019) puts beside its own
 compression: units kept per layer (or a compression factor) and the test error in percent, with
-the BibTeX key of the source paper. Its ``source`` and ``caveat`` fields say where the numbers
-come from and how far they are checked; a chapter that prints the table prints the caveat too.
+the BibTeX key of the source paper and ``checked_against``: the public copy of the numbers each
+entry was checked with. Entries that could not be checked were removed; the file's ``source`` and
+``caveat`` say where the numbers come from and what was removed, and a chapter that prints the
+table prints them too.
 
 Units are written as in the papers, ``"278-98-13"``: one count per gated layer, in layer order
 (for LeNet-300-100 the input pixels and the two hidden layers; for LeNet-5-Caffe the two conv
 layers' filters, fc1's inputs and fc1's units), the same order as
 :func:`~bayesnas_book.compress.physical.units_text`.
-
-.. note::
-    Some entries were written down from memory of the source papers
-    and are not yet checked against them: the file's ``caveat`` says so, and nothing should be
-    asserted on them.
 """
 
 from __future__ import annotations
@@ -64,6 +61,7 @@ class PublishedResult:
         units: units kept per layer, or ``None`` where the paper gives a compression factor.
         compression: the compression factor, or ``None``.
         reference: the BibTeX key of the source (references.bib).
+        checked_against: where the numbers were checked (a public copy of them).
     """
 
     model: str
@@ -73,6 +71,7 @@ class PublishedResult:
     units: tuple[int, ...] | None
     compression: float | None
     reference: str
+    checked_against: str
 
     @property
     def units_text(self) -> str | None:
@@ -113,9 +112,11 @@ class PublishedBaselines:
 def _result(
     model: str, dataset: str, architecture: tuple[int, ...] | None, entry: Any, where: str
 ) -> PublishedResult:
-    if not isinstance(entry, dict) or not {"method", "test_error", "reference"} <= set(entry):
+    needed = {"method", "test_error", "reference", "checked_against"}
+    if not isinstance(entry, dict) or not needed <= set(entry) or not entry["checked_against"]:
         raise ValueError(
-            f"{where}: each result needs 'method', 'test_error' and 'reference', got {entry!r}"
+            f"{where}: each result needs 'method', 'test_error', 'reference' and 'checked_against' "
+            f"(where its numbers were checked; drop an entry that cannot be checked), got {entry!r}"
         )
     has_units, has_factor = entry.get("units") is not None, entry.get("compression") is not None
     if has_units == has_factor:
@@ -152,6 +153,7 @@ def _result(
         units,
         None if factor is None else float(factor),
         str(entry["reference"]),
+        str(entry["checked_against"]),
     )
 
 
