@@ -89,7 +89,7 @@ from bayesnas_book.train.precision import (
     to_memory_format,
 )
 
-__all__ = ["SearchError", "SearchResult", "SearchRun", "run_search", "search_schedule"]
+__all__ = ["SearchError", "SearchResult", "SearchRun", "pruning_trace", "run_search", "search_schedule"]
 
 CHECKPOINT = "checkpoint.pt"
 # Files a finished or running search writes into its output folder.
@@ -107,6 +107,42 @@ def search_schedule(config: RunConfig) -> list[dict[str, Any]]:
         steps += [{"phase": "switch", "round": r, "epoch": e} for e in range(config.search.switch_epochs)]
         steps.append({"phase": "update", "round": r, "epoch": None})
     return steps
+
+
+def pruning_trace(history: list[dict[str, Any]], metrics: list[dict[str, Any]]) -> list[dict]:
+    """Per round, the (edge, op) pairs kept per cell type and the supernet's validation accuracy.
+
+    Args:
+        history: the update records of a search (``SearchResult.history`` or ``history.json``),
+            each holding ``kept``, the ``(E, 1 + K)`` keep mask of every cell type.
+        metrics: its epoch records (``SearchResult.metrics`` or ``metrics.jsonl``).
+
+    Returns:
+        One row per round ``0..T``: ``round``, per cell type the kept pairs (``{kind}_pairs``,
+        the true entries of the op columns; round 0, before any update, keeps all ``E * K``) and
+        ``validation_accuracy``, the supernet's after the last epoch of that round (round 0:
+        the warm-up's; ``None`` without a warm-up).
+
+    Raises:
+        SearchError: if a history record has no keep mask (not a search's history).
+    """
+    kinds = [kind for kind in CELL_TYPES if history and kind in history[0]]
+    accuracy: dict[int, float] = {}
+    for m in metrics:
+        accuracy[int(m["round"])] = m["validation_accuracy"]  # the last epoch of a round wins
+    rows: list[dict] = []
+    for index, record in enumerate(history):
+        if any("kept" not in record.get(kind, {}) for kind in kinds):
+            raise SearchError(f"history record {index} has no `kept` mask: pass a search's history")
+        # (E, 1 + K) keep masks
+        keep = {kind: torch.tensor(record[kind]["kept"], dtype=torch.bool) for kind in kinds}
+        if index == 0:
+            every = {f"{k}_pairs": keep[k][:, 1:].numel() for k in kinds}
+            rows.append({"round": 0, **every, "validation_accuracy": accuracy.get(0)})
+        kept = {f"{k}_pairs": int(keep[k][:, 1:].sum()) for k in kinds}
+        r = int(record["round"])
+        rows.append({"round": r, **kept, "validation_accuracy": accuracy.get(r)})
+    return rows
 
 
 @dataclass

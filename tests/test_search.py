@@ -155,3 +155,37 @@ def test_compile_mode_reaches_torch_compile(tmp_path, compile_modes: list) -> No
 def test_an_unknown_compile_mode_is_refused() -> None:
     with pytest.raises(ConfigError, match="`search.compile_mode` must be one of default, reduce-overhead, max-autotune"):
         tiny('search.compile_mode="fastest"')
+
+
+def test_pruning_trace_counts_the_kept_pairs_of_every_round() -> None:
+    from bayesnas_book.search import pruning_trace
+    from bayesnas_book.viz import search_progress_figure
+
+    result = run_search(tiny("search.lambda_o=0.5", "search.lambda_c=0.5"))
+    trace = pruning_trace(result.history, result.metrics)
+    assert [row["round"] for row in trace] == [0, 1, 2]
+    for kind in ("normal", "reduction"):
+        pairs = [row[f"{kind}_pairs"] for row in trace]
+        assert pairs[0] == 8 * 7  # before the first update: every (edge, op) pair
+        assert pairs[-1] == result.pruning[kind].counts()["kept"]
+        assert pairs == sorted(pairs, reverse=True)  # pruned switches stay pruned
+    last_of_round = {m["round"]: m["validation_accuracy"] for m in result.metrics}
+    assert [row["validation_accuracy"] for row in trace] == [last_of_round[r] for r in (0, 1, 2)]
+    # a history whose masks drop pairs round by round, counted from scratch
+    keep = torch.ones(8, 8, dtype=torch.bool)
+    made = []
+    for r, (edge, ops) in enumerate([(0, [1, 2]), (5, [0, 7])], start=1):
+        keep[edge, ops] = False  # column 0 (the parent) is not a pair
+        made.append({"round": r, "normal": {"kept": keep.tolist()}, "reduction": {"kept": keep.tolist()}})
+    counted = pruning_trace(made, [{"round": 2, "validation_accuracy": 0.5}])
+    assert [row["normal_pairs"] for row in counted] == [56, 54, 53]
+    assert [row["validation_accuracy"] for row in counted] == [None, None, 0.5]
+    figure = search_progress_figure(trace, "tiny")
+    pairs_ax, accuracy_ax = figure.axes
+    plotted = {line.get_label(): list(line.get_ydata()) for line in pairs_ax.get_lines()}
+    assert plotted["normal cell"] == [row["normal_pairs"] for row in trace]
+    assert list(accuracy_ax.get_lines()[0].get_ydata()) == [row["validation_accuracy"] for row in trace]
+    with pytest.raises(SearchError, match="no `kept` mask"):
+        pruning_trace([{"round": 1, "normal": {}, "reduction": {}}], [])
+    with pytest.raises(ValueError, match="non-empty rows of pruning_trace"):
+        search_progress_figure([])

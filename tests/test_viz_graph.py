@@ -98,3 +98,62 @@ def test_errors_name_the_argument():
         draw_cell_graph(graph, ax, edge_labels=["a", "b"])
     with pytest.raises(ValueError, match=r"`edge_on` must be None or a bool tensor"):
         node_rule_figure(graph, [True] * 8)
+
+
+def _rendered_edge_labels(figure: Figure):
+    """Per axes, (text, window extent) of every edge label of ``draw_cell`` (rendered by Agg)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    node_names = {"ck-1", "ck-2", "out", "0", "1", "2", "3"}
+    return [
+        [
+            (t.get_text(), t.get_window_extent(renderer))
+            for t in ax.texts
+            if t.get_text() and t.get_text() not in node_names
+        ]
+        for ax in figure.axes
+    ]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_derived_cell_labels_do_not_pile_up(seed):
+    """A dense derived cell (most ops on every edge): every edge label drawn, none overlapping."""
+    import itertools
+
+    from bayesnas_book.space.derive import derive_cell
+    from bayesnas_book.space.genotype import Genotype
+    from bayesnas_book.viz import draw_genotype, edge_label
+
+    gen = torch.Generator().manual_seed(seed)
+    cells = {}
+    for kind in ("normal", "reduction"):
+        graph = get_cell_graph(f"bayesnas_{kind}")
+        keep = torch.rand(graph.num_edges, 1 + graph.num_ops, generator=gen) < 0.8
+        keep[:, 0] = True
+        keep[:, 1] = True  # every edge keeps an op: eight labels per cell
+        cells[kind] = derive_cell(graph, keep)
+    genotype = Genotype(cells["normal"], cells["reduction"], "bayesnas", {})
+    figure = draw_genotype(genotype, "dense")
+    for cell, labels in zip(
+        (genotype.normal, genotype.reduction), _rendered_edge_labels(figure), strict=True
+    ):
+        expected = sorted(edge_label(item.ops) for inputs in cell.nodes for item in inputs)
+        assert sorted(text for text, _ in labels) == expected
+        assert max(text.count("\n") for text, _ in labels) >= 1  # long labels wrap
+        piled = [
+            (a, b)
+            for (a, box_a), (b, box_b) in itertools.combinations(labels, 2)
+            if box_a.overlaps(box_b)
+        ]
+        assert piled == []
+
+
+def test_edge_label_wraps_three_ops_a_line():
+    from bayesnas_book.viz import edge_label
+
+    ops = ["sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "max_pool_3x3", "skip_connect"]
+    assert edge_label(ops) == "sep3+sep5+dil3\n+max+skip"
+    assert edge_label(["none_op"]) == "none_op"
