@@ -11,6 +11,8 @@ suite          what it measures                                      file in ``-
                switches
 ``gpu-check``  CUDA correctness of the curvature, then the above at  ``gpu_check.json``
                the paper's sizes (:mod:`bayesnas_book.gpu_check`)
+``tree``       a tree-search step's stored activations, peak memory  ``bench_tree.json``
+               and time, checkpointed vs plain (:mod:`.bench_tree`)
 =============  ====================================================  ==================
 """
 
@@ -23,6 +25,7 @@ from typing import Any
 
 from bayesnas_book.bench import bench_search, format_bench
 from bayesnas_book.bench_scaling import bench_scaling, format_scaling
+from bayesnas_book.bench_tree import bench_tree, format_tree_bench
 from bayesnas_book.bench_train import TRAIN_VARIANTS, bench_training, format_training_bench
 from bayesnas_book.checkpoint import prepare_run_folder
 from bayesnas_book.config import RunConfig, config_to_dict
@@ -38,7 +41,7 @@ BENCH_SUITES = {suite: file for file, suite in BENCH_FILES.items()}  # suite -> 
 
 
 _FORMATS = {"gpu-check": format_gpu_check, "search": format_bench, "train": format_training_bench,
-            "scaling": format_scaling}  # suite -> its text table
+            "scaling": format_scaling, "tree": format_tree_bench}  # suite -> its text table
 
 
 def _train_variants(compile: bool) -> tuple[str, ...]:
@@ -53,6 +56,8 @@ def _measure(suite: str, config: RunConfig, repeats: int, exact: bool, compile: 
         return run_gpu_check(gpu_check_config(config.device, tiny), tiny=tiny, repeats=repeats, compile=compile)
     if suite == "search":
         return bench_search(config, repeats=repeats, exact=exact, fusion=fusion)
+    if suite == "tree":  # isolates each variant itself: a CPU peak is measured in a fresh process
+        return bench_tree(config, repeats=repeats)
     if suite == "train":
         return bench_training(config, repeats=repeats, variants=train_variants or _train_variants(compile))
     return bench_scaling(config, repeats=repeats)
@@ -108,7 +113,7 @@ def run_suite(suite: str, config: RunConfig, out: str | Path | None, repeats: in
         raise ValueError(f"unknown benchmark suite {suite!r}; choose from {', '.join(BENCH_SUITES)}")
     started = time.time()
     failure = None
-    if suite == "gpu-check" or resolve_device(config.device).type != "cpu":
+    if suite in ("gpu-check", "tree") or resolve_device(config.device).type != "cpu":  # tree isolates its variants
         result = _measure(suite, config, repeats, exact, compile, tiny, fusion)
     else:
         result, failure = _measure_cpu_isolated(suite, config, repeats, exact, compile, fusion)

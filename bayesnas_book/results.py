@@ -56,7 +56,7 @@ KINDS = ("search", "train", "transfer", "compress", "study", "bench")
 """The commands whose records :func:`iter_records` can filter by."""
 
 BENCH_FILES = {"bench.json": "search", "bench_train.json": "train", "bench_scaling.json": "scaling",
-               "gpu_check.json": "gpu-check"}
+               "gpu_check.json": "gpu-check", "bench_tree.json": "tree"}
 """File name of a ``bench`` record -> its suite (``bench_suites.BENCH_SUITES`` is derived from it)."""
 
 PROVENANCE_FIELDS = ("command", "config", "git", "device", "started", "wall_time_s")
