@@ -47,7 +47,8 @@ def test_tree_search_resumes_to_the_same_result(tmp_path) -> None:
     }  # one cell type per unit: not shared
     for kind in whole.pruning:
         assert resumed.history[-1][kind]["gamma"] == whole.history[-1][kind]["gamma"]
-    assert [m["loss"] for m in resumed.metrics] == [m["loss"] for m in whole.metrics]
+    losses = [[m["train_loss"] for m in r.metrics] for r in (resumed, whole)]
+    assert losses[0] == losses[1] and len(losses[1]) == 2
     out = tmp_path / "whole"
     for name in (
         "genotype.json",
@@ -91,3 +92,17 @@ def test_cli_search_space_tree(tmp_path, capsys) -> None:
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "tree genotype (treecell_a" in printed and "cell_02 cell" in printed
+
+
+def test_derived_tree_network_trains_with_the_shared_engine_and_resumes(tmp_path) -> None:
+    from bayesnas_book.train_tree import train_tree_genotype
+
+    config = tiny_tree("tree.train.epochs=2", "tree.train.max_batches_per_epoch=2")
+    genotype = run_search(config).genotype
+    whole = train_tree_genotype(genotype, config, out=tmp_path / "whole")
+    train_tree_genotype(genotype, config, out=tmp_path / "killed", stop_after=1)
+    resumed = train_tree_genotype(genotype, config, out=tmp_path / "killed", resume=True)
+    assert resumed.final == whole.final and 0.0 <= whole.final["top1"] <= 1.0
+    losses = [[m["train_loss"] for m in r.metrics] for r in (resumed, whole)]
+    assert losses[0] == losses[1] and len(losses[1]) == 2
+    assert (tmp_path / "whole" / "tree_genotype.json").exists()
