@@ -307,31 +307,6 @@ def _cmd_recover(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_recover(args: argparse.Namespace) -> int:
-    from bayesnas_book.bayes.pruning import PruningError
-    from bayesnas_book.recovery.experiment import METHODS, RecoveryError, run_recovery
-
-    config = load_config(args.profile, args.config, args.overrides)
-    try:
-        results = run_recovery(config, args.seeds, args.lambdas, args.out, resume=args.resume,
-                               methods=args.methods or METHODS, teacher_seed=args.teacher_seed,
-                               random_draws=args.random_draws, check_draws=args.check_draws,
-                               darts_arch_lr=args.darts_arch_lr, progress=not args.no_progress)
-    except (RecoveryError, PruningError, ValueError) as error:
-        raise UserError(str(error)) from None
-    check = results["check"]
-    if check is not None:
-        print(f"label check: planted cells test top-1 {check['planted']:.4f}, random cells "
-              + ", ".join(f"{x:.4f}" for x in check["random"]))
-    for row in results["summary"]:
-        lam = "-" if row["lambda"] is None else f"{row['lambda']:g}"
-        p, r = row["precision"], row["recall"]
-        print(f"{row['method']:>9} lambda {lam:>5}: precision {p['mean']:.3f} [{p['low']:.3f}, {p['high']:.3f}], "
-              f"recall {r['mean']:.3f} [{r['low']:.3f}, {r['high']:.3f}] (n = {row['n']}, {row['pairs']:.1f} pairs)")
-    print(f"wrote {Path(args.out) / 'results.json'}, settings.jsonl, provenance.json")
-    return 0
-
-
 def _cmd_bench(args: argparse.Namespace) -> int:
     from bayesnas_book.bench_suites import BENCH_SUITES, run_suite
 
@@ -485,23 +460,6 @@ def build_parser() -> argparse.ArgumentParser:
     curvature.add_argument("--out", required=True, help="the study folder")
     curvature.add_argument("--resume", action="store_true", help="continue the study in --out")
     curvature.set_defaults(run=_cmd_curvature)
-
-    recover = commands.add_parser(
-        "recover", help="architecture recovery: label the digits with a planted cell's teacher and score "
-                        "BayesNAS, the magnitude rule, random cells and first-order DARTS (resumable)")
-    _add_config_arguments(recover)
-    recover.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="search seeds (default 0 1 2 3 4)")
-    recover.add_argument("--lambdas", type=float, nargs="+", default=[0.1, 0.05], help="lambda_o = lambda_c values")
-    recover.add_argument("--methods", nargs="+", default=None, help="some of bayesnas magnitude random darts (default all)")
-    recover.add_argument("--teacher-seed", type=int, default=0, help="seeds the teacher's weights (default 0)")
-    recover.add_argument("--random-draws", type=int, default=10, help="random cells per BayesNAS search (default 10)")
-    recover.add_argument("--check-draws", type=int, default=3,
-                         help="random cells trained against the planted one in the label check (default 3; 0 skips)")
-    recover.add_argument("--darts-arch-lr", type=float, default=0.1, help="Adam learning rate of DARTS's alphas (default 0.1)")
-    recover.add_argument("--out", required=True, help="the experiment folder")
-    recover.add_argument("--resume", action="store_true", help="continue the experiment in --out")
-    recover.add_argument("--no-progress", action="store_true", help="no progress bar")
-    recover.set_defaults(run=_cmd_recover)
 
     recover = commands.add_parser(
         "recover", help="architecture recovery: label the digits with a planted cell's teacher and score "
