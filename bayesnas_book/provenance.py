@@ -14,6 +14,9 @@ the run could execute (the package imports its submodules lazily, so a ``compres
 search code and is not made stale by a change there), and no list has to be kept up to date by hand.
 The command-line module counts too when it runs as ``__main__`` (``python -m bayesnas_book.cli``).
 Sources are hashed with line endings normalised to ``\n``, so a checkout with CRLF endings agrees.
+Left out are :data:`BOOKKEEPING_MODULES`, the modules that write and find records and compute none
+of their numbers (this one and :mod:`bayesnas_book.results`): a new record kind or field there
+changes no result, and every record of every command loads them.
 Modules loaded when :func:`git_state_at_start` is entered are hashed there (the code that was read
 when the run started, even if the file is edited while it runs); modules first imported later are
 hashed when the record is written. A ``bench`` CPU suite measures in a spawned child
@@ -42,10 +45,13 @@ import torch
 from bayesnas_book.atomic import atomic_write_bytes
 from bayesnas_book.device import describe_device
 
-__all__ = ["PACKAGE", "git_commit", "git_state_at_start", "module_hashes", "provenance_record", "source_hash",
-           "write_json"]
+__all__ = ["BOOKKEEPING_MODULES", "PACKAGE", "git_commit", "git_state_at_start", "module_hashes", "provenance_record",
+           "source_hash", "write_json"]
 
 PACKAGE = "bayesnas_book"
+
+BOOKKEEPING_MODULES = frozenset({"bayesnas_book.provenance", "bayesnas_book.results"})
+"""Modules that write or read records and compute none of their numbers: not hashed, not checked."""
 
 _GIT_AT_START: dict[str, Any] | None = None  # set by git_state_at_start for the run under way
 _MODULES_AT_START: dict[str, str] | None = None  # module hashes taken at the same moment
@@ -63,7 +69,7 @@ def _loaded_modules() -> dict[str, Path]:
     for key, module in list(sys.modules.items()):
         spec = getattr(module, "__spec__", None)
         name = spec.name if spec is not None and key == "__main__" else key  # python -m bayesnas_book.cli
-        if name != PACKAGE and not name.startswith(PACKAGE + "."):
+        if (name != PACKAGE and not name.startswith(PACKAGE + ".")) or name in BOOKKEEPING_MODULES:
             continue
         file = getattr(module, "__file__", None)
         if file and file.endswith(".py") and Path(file).is_file():
@@ -72,7 +78,7 @@ def _loaded_modules() -> dict[str, Path]:
 
 
 def module_hashes() -> dict[str, str]:
-    """``{module name: source_hash}`` of every ``bayesnas_book`` module loaded in this process, sorted by name.
+    """``{module: source_hash}`` of every ``bayesnas_book`` module loaded here (but bookkeeping), by name.
 
     Modules hashed by an enclosing :func:`git_state_at_start` keep the hash they had there.
     """

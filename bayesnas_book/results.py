@@ -384,8 +384,9 @@ def stale_modules(record: ResultRecord, package_root: str | Path | None = None) 
     Returns:
         ``{module: "changed" | "removed"}`` (empty when the record is fresh), or ``None`` when the
         record holds no module hashes (written before they were recorded: treat it as stale).
+        :data:`~bayesnas_book.provenance.BOOKKEEPING_MODULES` are not compared.
     """
-    from bayesnas_book.provenance import PACKAGE, source_hash
+    from bayesnas_book.provenance import BOOKKEEPING_MODULES, PACKAGE, source_hash
 
     recorded = record.modules
     if recorded is None:
@@ -397,6 +398,8 @@ def stale_modules(record: ResultRecord, package_root: str | Path | None = None) 
     root = Path(package_root)
     changes: dict[str, str] = {}
     for name, digest in sorted(recorded.items()):
+        if name in BOOKKEEPING_MODULES:  # they compute no result (records written before they were left out)
+            continue
         path = _module_source(name, root) if name == PACKAGE or name.startswith(PACKAGE + ".") else None
         if path is None:
             changes[name] = "removed"

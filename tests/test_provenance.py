@@ -51,10 +51,13 @@ def test_records_hash_the_library_modules_loaded(tmp_path, monkeypatch: pytest.M
     """Every loaded bayesnas_book module's source, hashed with LF line endings; others are not."""
     record = provenance.provenance_record({}, torch.device("cpu"), 0.0)
     modules = record["modules"]
-    assert "bayesnas_book.provenance" in modules and "bayesnas_book" in modules
+    import bayesnas_book.config as config_module
+
+    assert "bayesnas_book.config" in modules and "bayesnas_book" in modules
     assert all(name == "bayesnas_book" or name.startswith("bayesnas_book.") for name in modules)
-    assert modules["bayesnas_book.provenance"] == hashlib.sha256(
-        Path(provenance.__file__).read_bytes().replace(b"\r\n", b"\n")).hexdigest()
+    assert not set(modules) & provenance.BOOKKEEPING_MODULES  # they compute no result
+    assert modules["bayesnas_book.config"] == hashlib.sha256(
+        Path(config_module.__file__).read_bytes().replace(b"\r\n", b"\n")).hexdigest()
     lf, crlf = tmp_path / "lf.py", tmp_path / "crlf.py"
     lf.write_bytes(b"x = 1\ny = 2\n")
     crlf.write_bytes(b"x = 1\r\ny = 2\r\n")
