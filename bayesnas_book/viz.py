@@ -50,6 +50,29 @@ def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
+def _bend(
+    start: tuple[float, float],
+    end: tuple[float, float],
+    between: list[tuple[float, float]],
+    per_unit: tuple[float, float],
+) -> float:
+    """The ``arc3`` bend of an edge: ``_ARC``, or for an edge that passes nodes, the larger bend
+    to the side (of ``+-(_ARC + 0.05 * (span - 1))``) that keeps its arc farthest from them."""
+    if not between:
+        return _ARC
+    size = _ARC + 0.05 * (end[0] - start[0] - 1)
+
+    def clearance(rad: float) -> float:  # in display pixels
+        points = [_point_on_arc(start, end, rad, t / 20, per_unit) for t in range(1, 20)]
+        return min(
+            ((px - x) * per_unit[0]) ** 2 + ((py - y) * per_unit[1]) ** 2
+            for px, py in points
+            for x, y in between
+        )
+
+    return max((size, -size), key=clearance)
+
+
 def draw_cell(cell: CellGenotype, ax: Axes, title: str = "") -> None:
     """Draw one derived cell on ``ax``: inputs left, nodes in the middle, the concat right.
 
@@ -81,6 +104,8 @@ def draw_cell(cell: CellGenotype, ax: Axes, title: str = "") -> None:
     for j, inputs in enumerate(cell.nodes):
         for item in inputs:
             start, end = positions[item.source], positions[node_name(j)]
+            between = [p for name, p in positions.items() if start[0] < p[0] < end[0]]
+            rad = _bend(start, end, between, per_unit)
             ax.annotate(
                 "",
                 xy=end,
@@ -90,13 +115,13 @@ def draw_cell(cell: CellGenotype, ax: Axes, title: str = "") -> None:
                     "color": "tab:blue",
                     "shrinkA": 12,
                     "shrinkB": 12,
-                    "connectionstyle": f"arc3,rad={_ARC}",
+                    "connectionstyle": f"arc3,rad={rad:.3f}",
                 },
             )
             label = edge_label(item.ops)
             options = []
             for t in _LABEL_T:
-                box = _box(_point_on_arc(start, end, _ARC, t, per_unit), label, per_unit, dpi)
+                box = _box(_point_on_arc(start, end, rad, t, per_unit), label, per_unit, dpi)
                 options.append((sum(_overlap(box, other) for other in placed), t, box))
             _, t, box = min(options, key=lambda option: (option[0], _LABEL_T.index(option[1])))
             placed.append(box)

@@ -157,3 +157,23 @@ def test_edge_label_wraps_three_ops_a_line():
     ops = ["sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "max_pool_3x3", "skip_connect"]
     assert edge_label(ops) == "sep3+sep5+dil3\n+max+skip"
     assert edge_label(["none_op"]) == "none_op"
+
+
+def test_a_long_edge_bends_around_the_nodes_it_passes():
+    """c_{k-2} -> node_3 passes node_0 (same height as node_3): its arc keeps clear of node_0."""
+    from bayesnas_book.viz import _ARC, _bend
+    from bayesnas_book.viz_graph import _point_on_arc
+
+    start, end, passed = (0.0, 0.25), (4.0, 0.12), (1.0, 0.12)  # draw_cell's positions
+    per_unit = (100.0, 300.0)  # pixels per data unit
+    rad = _bend(start, end, [passed], per_unit)
+    assert abs(rad) > _ARC  # a longer edge bends more
+
+    def clearance(r: float) -> float:
+        points = [_point_on_arc(start, end, r, t / 50, per_unit) for t in range(1, 50)]
+        squared = [((x - passed[0]) * 100) ** 2 + ((y - passed[1]) * 300) ** 2 for x, y in points]
+        return min(squared) ** 0.5
+
+    assert clearance(rad) >= clearance(-rad)
+    assert clearance(rad) > 13  # a node marker's radius is 13 points (size 700)
+    assert _bend((0.0, 0.25), (1.0, 0.12), [], per_unit) == _ARC  # a short edge keeps the default
