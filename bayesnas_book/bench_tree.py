@@ -9,7 +9,8 @@ batch ``config.data.batch_size``, with and without per-unit gradient checkpointi
   checkpointing the unit inputs each checkpoint keeps. The same on any machine;
 * ``peak_bytes``: on a GPU the peak CUDA memory of the step above what was allocated before it;
   on a CPU the growth of the process's peak resident memory during the first full-batch step
-  (gradients allocated and kernels loaded by a two-image step before it), each variant in a fresh child process (so that memory freed and kept by
+  (gradients allocated and kernels loaded by a two-image step before it), each variant in a fresh
+  child process (so that memory freed and kept by
   the allocator after one step does not hide the next step's demand);
 * ``seconds``: the median step time over ``repeats``.
 """
@@ -82,7 +83,13 @@ def _measure_variant(config: RunConfig, checkpoint: bool, repeats: int) -> dict[
     model.checkpoint = checkpoint
     model.train()
     batch = config.data.batch_size
-    x = torch.randn(batch, _CHANNELS.get(dataset, 3), _SIZE.get(dataset, 32), _SIZE.get(dataset, 32), device=device)
+    x = torch.randn(
+        batch,
+        _CHANNELS.get(dataset, 3),
+        _SIZE.get(dataset, 32),
+        _SIZE.get(dataset, 32),
+        device=device,
+    )
     y = torch.randint(0, 10, (batch,), device=device)
 
     def step() -> None:
@@ -94,7 +101,7 @@ def _measure_variant(config: RunConfig, checkpoint: bool, repeats: int) -> dict[
     if device.type == "cuda":
         step()
         peak = peak_memory_bytes(step, device)
-    else:  # a fresh process: a two-image step loads the kernels, then the first full step is measured
+    else:  # a fresh process: a two-image step loads the kernels, then the full step is measured
         model.zero_grad(set_to_none=False)
         F.cross_entropy(model(x[:2]), y[:2]).backward()
         before = _current_rss_bytes()
@@ -109,8 +116,13 @@ def _measure_variant(config: RunConfig, checkpoint: bool, repeats: int) -> dict[
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - started)
-    return {"checkpoint": checkpoint, "parameters": count_parameters(model), "stored_bytes": stored_bytes(model, x, y),
-            "peak_bytes": peak, "seconds": statistics.median(times)}
+    return {
+        "checkpoint": checkpoint,
+        "parameters": count_parameters(model),
+        "stored_bytes": stored_bytes(model, x, y),
+        "peak_bytes": peak,
+        "seconds": statistics.median(times),
+    }
 
 
 def bench_tree(config: RunConfig, repeats: int = 3) -> dict[str, Any]:
@@ -119,27 +131,42 @@ def bench_tree(config: RunConfig, repeats: int = 3) -> dict[str, Any]:
     rows = []
     for checkpoint in (False, True):
         if device.type == "cpu":
-            rows.append(call_isolated(_measure_variant, config, checkpoint, repeats, what="bench --suite tree"))
+            rows.append(
+                call_isolated(
+                    _measure_variant, config, checkpoint, repeats, what="bench --suite tree"
+                )
+            )
         else:
             rows.append(_measure_variant(config, checkpoint, repeats))
     tree = dataclasses.asdict(config.tree)
     tree.pop("train")
-    return {"device": str(device), "batch_size": config.data.batch_size, "dataset": config.data.dataset,
-            "tree": tree, "rows": rows}
+    return {
+        "device": str(device),
+        "batch_size": config.data.batch_size,
+        "dataset": config.data.dataset,
+        "tree": tree,
+        "rows": rows,
+    }
 
 
 def format_tree_bench(result: dict[str, Any]) -> str:
     """A text table of :func:`bench_tree`'s result, with the checkpointed / plain ratios."""
     tree = result["tree"]
-    lines = [f"tree-search step, depth {tree['depth']}, alpha {tree['alpha']:g}, batch {result['batch_size']} "
-             f"({result['dataset']} shapes), {result['device']}:",
-             f"{'variant':<14}{'parameters':>12}{'stored MiB':>12}{'peak MiB':>10}{'step s':>9}"]
+    lines = [
+        f"tree-search step, depth {tree['depth']}, alpha {tree['alpha']:g}, batch {result['batch_size']} "
+        f"({result['dataset']} shapes), {result['device']}:",
+        f"{'variant':<14}{'parameters':>12}{'stored MiB':>12}{'peak MiB':>10}{'step s':>9}",
+    ]
     for row in result["rows"]:
         name = "checkpointed" if row["checkpoint"] else "plain"
-        lines.append(f"{name:<14}{row['parameters']:>12,}{row['stored_bytes'] / 2**20:>12.2f}"
-                     f"{row['peak_bytes'] / 2**20:>10.2f}{row['seconds']:>9.3f}")
+        lines.append(
+            f"{name:<14}{row['parameters']:>12,}{row['stored_bytes'] / 2**20:>12.2f}"
+            f"{row['peak_bytes'] / 2**20:>10.2f}{row['seconds']:>9.3f}"
+        )
     plain, ckpt = result["rows"]
-    lines.append(f"checkpointed / plain: stored {ckpt['stored_bytes'] / max(plain['stored_bytes'], 1):.3f}, "
-                 f"peak {ckpt['peak_bytes'] / max(plain['peak_bytes'], 1):.3f}, "
-                 f"time {ckpt['seconds'] / max(plain['seconds'], 1e-12):.2f}")
+    lines.append(
+        f"checkpointed / plain: stored {ckpt['stored_bytes'] / max(plain['stored_bytes'], 1):.3f}, "
+        f"peak {ckpt['peak_bytes'] / max(plain['peak_bytes'], 1):.3f}, "
+        f"time {ckpt['seconds'] / max(plain['seconds'], 1e-12):.2f}"
+    )
     return "\n".join(lines)

@@ -26,24 +26,44 @@ def tree_training_config(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, train=config.tree.train, search=search)
 
 
-def train_tree_genotype(genotype: TreeGenotype, config: RunConfig, out: str | Path | None = None,
-                        resume: bool = False, progress: bool = False,
-                        stop_after: int | None = None) -> TrainResult:
+def train_tree_genotype(
+    genotype: TreeGenotype,
+    config: RunConfig,
+    out: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    stop_after: int | None = None,
+) -> TrainResult:
     """Build, train and evaluate the derived network of ``genotype``; resumable like every engine run.
 
     Raises:
         ValueError: if the dataset's image channels differ from the genotype's backbone.
     """
     run = tree_training_config(config)
-    seed_everything(run.seed, deterministic=run.deterministic, num_threads=run.num_threads, dtype=run.dtype)
+    seed_everything(
+        run.seed, deterministic=run.deterministic, num_threads=run.num_threads, dtype=run.dtype
+    )
     train_set, test_set, shape = evaluation_data(run)
     if shape[0] != genotype.spec.in_channels:
-        raise ValueError(f"the genotype's backbone reads {genotype.spec.in_channels}-channel images, "
-                         f"data.dataset {run.data.dataset!r} has {shape[0]}; search and train on one dataset")
+        raise ValueError(
+            f"the genotype's backbone reads {genotype.spec.in_channels}-channel images, "
+            f"data.dataset {run.data.dataset!r} has {shape[0]}; search and train on one dataset"
+        )
     network = build_tree_network(genotype, root_bn=config.tree.root_bn)
-    result = train_model(network, train_set, test_set, run.train, out=out, resume=resume, device=run.device,
-                         progress=progress, seed=run.seed, num_workers=run.data.num_workers,
-                         run_config=config_to_dict(run), stop_after=stop_after)
+    result = train_model(
+        network,
+        train_set,
+        test_set,
+        run.train,
+        out=out,
+        resume=resume,
+        device=run.device,
+        progress=progress,
+        seed=run.seed,
+        num_workers=run.data.num_workers,
+        run_config=config_to_dict(run),
+        stop_after=stop_after,
+    )
     if out is not None:
         genotype.save(Path(out) / "tree_genotype.json")
     return result

@@ -26,11 +26,14 @@ def test_pyramidnet_164_widths_grow_linearly_to_400_output_channels() -> None:
 
 def test_parameter_counts_at_alpha_84() -> None:
     # Plain PyramidNet-164 (alpha 84, bottleneck, BN-ReLU-3x3 group conv in 2 groups as each unit's
-    # cell): stem 3x3 conv + BN, 54 units of BN-1x1 / cell / BN-ReLU-1x1 (c -> 4c) / BN, head BN + linear.
+    # cell): stem 3x3 conv + BN, 54 units of BN-1x1 / cell / BN-ReLU-1x1 (c -> 4c) / BN, head BN +
+    # linear.
     # The path-level paper's Table 2 lists this backbone at 2.7M parameters.
     assert count_parameters(PyramidNet(PyramidNetSpec())) == 2_740_368
-    # TreeCell-A in every unit (15 edges; root: two 3x3 group convs each followed by a BN before the add;
-    # separable convs single BN-ReLU-depthwise-pointwise; pools parameter-free): 5.7M at alpha 84 and
+    # TreeCell-A in every unit (15 edges; root: two 3x3 group convs each followed by a BN before the
+    # add;
+    # separable convs single BN-ReLU-depthwise-pointwise; pools parameter-free): 5.7M at alpha 84
+    # and
     # 14.3M at alpha 150, the sizes the path-level paper reports for its TreeCell-A nets.
     assert count_parameters(_treecell_a_net(84)) == 5_736_930
     assert count_parameters(_treecell_a_net(150)) == 14_293_302

@@ -19,9 +19,16 @@ def test_checkpointing_stores_far_less_for_the_backward() -> None:
 
 
 def test_format_names_both_variants_and_the_ratios() -> None:
-    rows = [{"checkpoint": c, "parameters": 10, "stored_bytes": b, "peak_bytes": b, "seconds": 1.0}
-            for c, b in ((False, 4 * 2**20), (True, 2**20))]
-    result = {"device": "cpu", "batch_size": 64, "dataset": "digits", "tree": {"depth": 11, "alpha": 4},
-              "rows": rows}
+    rows = [
+        {"checkpoint": c, "parameters": 10, "stored_bytes": b, "peak_bytes": b, "seconds": 1.0}
+        for c, b in ((False, 4 * 2**20), (True, 2**20))
+    ]
+    result = {
+        "device": "cpu",
+        "batch_size": 64,
+        "dataset": "digits",
+        "tree": {"depth": 11, "alpha": 4},
+        "rows": rows,
+    }
     text = format_tree_bench(result)
     assert "plain" in text and "checkpointed" in text and "stored 0.250, peak 0.250" in text

@@ -33,7 +33,8 @@ def test_tree_graph_puts_subtrees_under_their_edges() -> None:
     assert graph.num_edges == 15 and graph.num_ops == 7 and graph.inputs == ("x",)
     assert graph.edges_out_of("x") == (0, 1)
     assert graph.edges_out_of(0) == (2, 3) and graph.edges_out_of(2) == (6, 7)
-    # pruning the root edge 0 (parent switch gamma tiny) prunes every edge of its subtree by the node rule
+    # pruning the root edge 0 (parent switch gamma tiny) prunes every edge of its subtree by the
+    # node rule
     gamma = torch.ones(15, 8, dtype=torch.float64)
     gamma[0, 0] = 1e-6
     keep = prune(graph, gamma).keep

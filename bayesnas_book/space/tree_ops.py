@@ -105,7 +105,8 @@ def _avg_pool(channels: int, stride: int) -> nn.Module:
 
 def _identity(channels: int, stride: int) -> nn.Module:
     _check(channels, stride, "identity")
-    # at stride 2 a 1x1 pool keeps every other pixel: the op stays parameter-free on a strided root edge
+    # at stride 2 a 1x1 pool keeps every other pixel: the op stays parameter-free on a strided root
+    # edge
     return nn.Identity() if stride == 1 else nn.AvgPool2d(1, stride=2)
 
 
@@ -131,7 +132,8 @@ TREECELL_A_OPS: tuple[str, ...] = (
 )
 
 
-#: The candidate ops of ProxylessNAS's CIFAR-10 tree cells (Cai, Zhu and Han, ICLR 2019, Section 4.1 and
+# : The candidate ops of ProxylessNAS's CIFAR-10 tree cells (Cai, Zhu and Han, ICLR 2019, Section
+# 4.1 and
 #: Appendix): the child-switch columns 1..K of every edge of the tree search space.
 PROXYLESS_OPS: tuple[str, ...] = (
     "identity",

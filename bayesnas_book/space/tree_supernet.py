@@ -7,14 +7,16 @@ BayesNAS switches. Cells are not shared, so each cell is its own *cell type* for
 machinery: cell ``k`` is the type ``"cell_kk"`` with one member, and gets its own ARD groups,
 Laplace update and pruning. :class:`TreeSupernet` offers the interface :mod:`bayesnas_book.search`
 drives (``cell_types``, ``graphs``, ``cell_indices``, ``switch_values``, ``load_switch_values``,
-``switch_modules``, ``switch_parameters``, ``weight_parameters``), so Algorithm 1 runs on it unchanged.
+``switch_modules``, ``switch_parameters``, ``weight_parameters``), so Algorithm 1 runs on it
+unchanged.
 
 **Memory.** With ``checkpoint=True`` each unit's forward runs under
 :func:`torch.utils.checkpoint.checkpoint` while gradients are recorded: only the unit inputs are
 stored, and each unit's forward is run again in the backward. The computed function is the same,
 so every gradient and every curvature estimate is the same number (chapter 13 checks it); the cost
 is one more forward per unit. Path sampling (ProxylessNAS's binarised paths) would instead change
-the network whose curvature is measured: a switch whose op is not sampled gets no curvature that step.
+the network whose curvature is measured: a switch whose op is not sampled gets no curvature that
+step.
 
 .. note::
    Under checkpointing the recomputed forward updates the BatchNorm running statistics a second
