@@ -137,6 +137,8 @@ def test_public_site_content_build_is_clean_and_shows_outputs(public_tree: Path,
     text = "\n".join(page.read_text(encoding="utf-8") for page in pages)
     assert not any(marker in text for marker in ("BEGIN SOLUTION", "HIDDEN TESTS", "END SOLUTION"))
     assert "solution-start" not in text and "solution-end" not in text
+    # tables a reader compares are tables on the page (bayesnas_book.tables.Table), not printed text
+    assert '>question</th>' in text and '>status</th>' in text, "chapter 11's summary table is no table"
     preface = json.loads((book / "_build" / "site" / "content" / "index.json").read_text(encoding="utf-8"))
     assert PREFACE_OUTPUT in json.dumps(preface), "the preface page shows no committed output"
     # The notebooks' metadata keeps the front matter: the preface stays unnumbered, and every
@@ -158,3 +160,19 @@ def test_printed_outputs_wrap_at_the_column() -> None:
     rule = re.search(r"pre\.myst-jp-stream-output\s*\{([^}]*)\}", css)
     assert rule, f"{style} has no rule for the theme's stream outputs (pre.myst-jp-stream-output)"
     assert re.search(r"white-space:\s*pre-wrap", rule.group(1)), rule.group(1)
+
+
+def test_code_cells_fit_88_characters_in_the_narrowest_column() -> None:
+    """Chapters keep code lines within 88 characters; the stylesheet's code font must hold them in
+    a folded solution at 1024 px (638 px wide, measured in the real book-theme with Chromium)."""
+    import re
+
+    import yaml
+
+    from tests.test_chapter_lint import CODE_WIDTH
+
+    style = yaml.safe_load((REPO_ROOT / "myst.yml").read_text(encoding="utf-8"))["site"]["options"]["style"]
+    rule = re.search(r"pre\.myst-code-body\s*\{[^}]*font-size:\s*([\d.]+)px", (REPO_ROOT / style).read_text())
+    assert rule, f"{style} sets no px font size for the theme's code cells (pre.myst-code-body)"
+    monospace_advance = 0.602  # DejaVu Sans Mono, the theme's fallback monospace font, per em
+    assert CODE_WIDTH * monospace_advance * float(rule.group(1)) <= 638

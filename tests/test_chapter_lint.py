@@ -158,3 +158,82 @@ def test_no_widget_repr_shows_on_a_static_page() -> None:
              if "application/vnd.jupyter.widget-view+json" in output.get("data", {})
              and "".join(output["data"].get("text/plain", "")).strip()]
     assert not found, "widget outputs with a text repr: " + ", ".join(found)
+
+
+# -- page width: code cells and display equations that would scroll or be clipped (issue 15) ---------
+CODE_WIDTH = 88  # characters the rendered page's code column shows without sideways scrolling
+# Rendered width of one display-math line, in ordinary glyphs (tests/display_math.py). Measured in
+# the real book-theme (Chromium, 1024 px): eq-search-stacking (47.6) and every wider equation ran
+# past the column; eq-hard-counts and eq-ard-posterior (44.0) fitted. So at most 45.
+MATH_WIDTH = 45
+
+
+def long_code_cell_lines(text: str, width: int = CODE_WIDTH) -> list[int]:
+    """Lines inside ```{code-cell} blocks longer than ``width`` characters (``#|`` options skipped)."""
+    found, fence = [], None
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if fence is None:
+            match = re.match(r"^(`{3,})\{code-cell\}", stripped)
+            if match:
+                fence = match.group(1)
+            continue
+        if stripped.startswith(fence) and stripped.strip("`") == "":
+            fence = None
+            continue
+        if len(line) > width and not line.startswith("#|"):  # cell options do not render
+            found.append(number)
+    return found
+
+
+def math_macros() -> dict[str, str]:
+    import yaml
+
+    return yaml.safe_load((REPO_ROOT / "myst.yml").read_text(encoding="utf-8"))["project"]["math"]
+
+
+def wide_equations(text: str, width: float = MATH_WIDTH) -> list[tuple[int, float]]:
+    """``(line, rendered width)`` of the display equations of a page wider than ``width``."""
+    from tests.display_math import display_equations, rendered_width
+
+    macros = math_macros()
+    return [(line, round(rendered_width(body, macros), 1)) for line, body in display_equations(text)
+            if rendered_width(body, macros) > width]
+
+
+def test_the_width_checks_see_the_faults() -> None:
+    from tests.display_math import display_equations, rendered_width
+
+    long = "x = " + "1 + " * 30 + "1"
+    assert long_code_cell_lines(f"```{{code-cell}} ipython3\n{long}\nok\n```\n{long}\n") == [2]
+    assert long_code_cell_lines(f"```{{code-cell}} ipython3\n#| caption: {long}\n```\n") == []
+    assert long_code_cell_lines(f"```python\n{long}\n```\n") == []
+    # the equation the issue found clipped, as it was, and broken over two lines
+    evidence = (r"\log p(\yv \mid \gv, \sigma^2) = \log \N(\yv \mid \mathbf{0}, \mathbf{C})"
+                "\n"
+                r"= -\frac{1}{2}\Big(N\log 2\pi + \log|\mathbf{C}| + \yv\T\mathbf{C}^{-1}\yv\Big),"
+                r" \qquad \mathbf{C} = \sigma^2\Id + \Phim\Gammam\Phim\T.")
+    broken = evidence.replace("\n=", r"\\ =").replace(r"\qquad", r"\\")
+    assert wide_equations(f"$$\n{evidence}\n$$ (eq-evidence)\n") == [(1, 64.0)]
+    assert wide_equations(f"$$\n{broken}\n$$ (eq-evidence)\n") == []
+    # a fraction is as wide as its wider part; limits sit under a sum; macros expand to one glyph
+    assert rendered_width(r"\frac{abcdef}{ab}") == rendered_width(r"\frac{ab}{abcdef}") < 7
+    assert rendered_width(r"\sum_{i=1}^{n} x", {}) < rendered_width(r"x_{i=1}^{n} x", {})
+    assert rendered_width(r"\gv", math_macros()) == rendered_width(r"\gamma")
+    page = "```{math}\n:label: eq-a\na + b\n```\n$$x$$ (eq-b)\n"
+    assert display_equations(page) == [(1, "a + b"), (5, "x")]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_code_cell_lines_fit_the_page(path: Path) -> None:
+    lines = long_code_cell_lines(path.read_text(encoding="utf-8"))
+    assert not lines, (f"code-cell lines over {CODE_WIDTH} characters scroll sideways on the page: "
+                       + ", ".join(f"{path.relative_to(REPO_ROOT)}:{n}" for n in lines))
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_display_equations_fit_the_page(path: Path) -> None:
+    wide = wide_equations(path.read_text(encoding="utf-8"))
+    assert not wide, (f"display equations wider than {MATH_WIDTH} glyphs run under their number "
+                      "and are clipped; break them with aligned/gathered: "
+                      + ", ".join(f"{path.relative_to(REPO_ROOT)}:{n} ({w})" for n, w in wide))
