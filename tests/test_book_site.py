@@ -172,7 +172,8 @@ def test_code_cells_fit_88_characters_in_the_narrowest_column() -> None:
     from tests.test_chapter_lint import CODE_WIDTH
 
     style = yaml.safe_load((REPO_ROOT / "myst.yml").read_text(encoding="utf-8"))["site"]["options"]["style"]
-    rule = re.search(r"pre\.myst-code-body\s*\{[^}]*font-size:\s*([\d.]+)px", (REPO_ROOT / style).read_text())
-    assert rule, f"{style} sets no px font size for the theme's code cells (pre.myst-code-body)"
+    css = (REPO_ROOT / style).read_text(encoding="utf-8")
+    rule = re.search(r"\.myst-code-body pre,\s*\.myst-code-body code\s*\{[^}]*font-size:\s*([\d.]+)px", css)
+    assert rule, f"{style} sets no px font size for the theme's code cells (.myst-code-body pre/code)"
     monospace_advance = 0.602  # DejaVu Sans Mono, the theme's fallback monospace font, per em
     assert CODE_WIDTH * monospace_advance * float(rule.group(1)) <= 638
