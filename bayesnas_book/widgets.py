@@ -55,6 +55,7 @@ from bayesnas_book.bayes.pruning import (
 )
 from bayesnas_book.space.graph import CellGraph
 from bayesnas_book.validation import check_positive
+from bayesnas_book.viz import _OP_SHORT  # the cell drawings' op abbreviations, one table
 
 __all__ = [
     "ExplorerState",
@@ -66,15 +67,6 @@ __all__ = [
     "quadratic_switch_epoch",
 ]
 
-_OP_SHORT = {
-    "sep_conv_3x3": "sep3",
-    "sep_conv_5x5": "sep5",
-    "dil_conv_3x3": "dil3",
-    "dil_conv_5x5": "dil5",
-    "max_pool_3x3": "max",
-    "avg_pool_3x3": "avg",
-    "skip_connect": "skip",
-}
 
 
 # -- input checks ---------------------------------------------------------------------------------
