@@ -34,24 +34,38 @@ def t_quantile(p: float, dof: int) -> float:
 def t_interval(values: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
     """Mean, sample standard deviation and the Student-t interval of the mean.
 
+    With a single value no spread can be estimated: ``std``, ``low`` and ``high`` are NaN (a
+    one-seed run still reports its mean; a reader sees that it has no interval).
+
     Args:
-        values: at least two numbers (e.g. one per seed, or paired differences).
+        values: ``n >= 1`` numbers (e.g. one per seed, or paired differences).
         confidence: the interval's coverage, in (0, 1).
 
     Returns:
         ``{"mean", "std", "n", "low", "high", "confidence"}``.
 
     Raises:
-        ValueError: for fewer than two values, a non-finite value, or ``confidence`` outside (0, 1).
+        ValueError: for no value, a non-finite value, or ``confidence`` outside (0, 1).
     """
     values = [float(v) for v in values]
-    if len(values) < 2:
-        raise ValueError(f"a t interval needs at least two values, got {len(values)}")
+    if not values:
+        raise ValueError("a t interval needs at least one value, got none")
     if not all(math.isfinite(v) for v in values):
         raise ValueError(f"every value must be finite, got {values}")
-    if not 0 < confidence < 1:
+    if isinstance(confidence, bool) or not 0 < confidence < 1:
         raise ValueError(f"`confidence` must be in (0, 1), got {confidence!r}")
     n = len(values)
-    mean, std = statistics.fmean(values), statistics.stdev(values)
+    mean = statistics.fmean(values)
+    if n == 1:
+        nan = math.nan
+        return {"mean": mean, "std": nan, "n": 1, "low": nan, "high": nan, "confidence": confidence}
+    std = statistics.stdev(values)
     half = t_quantile((1 + confidence) / 2, n - 1) * std / math.sqrt(n)
-    return {"mean": mean, "std": std, "n": n, "low": mean - half, "high": mean + half, "confidence": confidence}
+    return {
+        "mean": mean,
+        "std": std,
+        "n": n,
+        "low": mean - half,
+        "high": mean + half,
+        "confidence": confidence,
+    }

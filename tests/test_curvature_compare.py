@@ -83,8 +83,11 @@ def test_structure_rows_records_and_table(tiny_comparison) -> None:
     assert [rec["label"] for rec in records] == labels
     assert set(records[0]) >= {"relative_error", "pearson", "spearman", "agreement", "cost_ratio"}
     table = c.table()
-    assert all(label in table for label in labels) and "cost" in table
-    assert "cost" not in c.table(cost=False)
+    assert [row[0] for row in table.rows] == [
+        label + (" (ref)" if label == "exact_ggn" else "") for label in labels
+    ]
+    assert table.header[-1].startswith("cost") and "cost" in str(table)
+    assert "cost" not in str(c.table(cost=False)) and "<table" in table._repr_html_()
     assert c.row("mc_ggn x1").method == "mc_ggn"
     with pytest.raises(KeyError, match="no method labelled 'nope'; labels: 'exact_ggn'"):
         c.row("nope")
@@ -227,7 +230,7 @@ def test_best_method_rule() -> None:
     assert c.best_method(tolerance=0.015).label == "c"  # b and c tie: the cheaper
     assert c.best_method(tolerance=0.05).label == "a"
     assert c.best_method(candidates=["a", "eval"]).label == "eval"
-    assert "1.0" in c.table() and "100" in c.table()  # costs: two significant digits
+    assert "1.0" in str(c.table()) and "100" in str(c.table())  # costs: two significant digits
     with pytest.raises(ValueError, match=r"`tolerance` must be in \[0, 1\), got 1.5"):
         c.best_method(tolerance=1.5)
     with pytest.raises(ValueError, match="no candidate method to choose from"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from bayesnas_book.intervals import t_interval, t_quantile
 
@@ -33,9 +34,23 @@ def test_t_interval_is_mean_plus_minus_t_times_standard_error() -> None:
     assert interval["n"] == 3 and interval["confidence"] == 0.9
 
 
+def test_one_value_has_a_mean_and_no_interval() -> None:
+    one = t_interval([0.5])
+    assert one["mean"] == 0.5 and one["n"] == 1
+    assert math.isnan(one["std"]) and math.isnan(one["low"]) and math.isnan(one["high"])
+
+
+def test_t_interval_covers_the_mean_95_percent_of_the_time() -> None:
+    generator = torch.Generator().manual_seed(0)
+    samples = torch.randn(4000, 5, generator=generator, dtype=torch.float64) * 2.0 + 1.0
+    covered = [(r := t_interval(row.tolist()))["low"] <= 1.0 <= r["high"] for row in samples]
+    rate = sum(covered) / len(covered)
+    assert abs(rate - 0.95) < 4 * math.sqrt(0.95 * 0.05 / len(covered)), rate
+
+
 def test_t_interval_refuses_what_it_cannot_do() -> None:
-    with pytest.raises(ValueError, match="at least two values, got 1"):
-        t_interval([1.0])
+    with pytest.raises(ValueError, match="at least one value, got none"):
+        t_interval([])
     with pytest.raises(ValueError, match="finite"):
         t_interval([1.0, math.nan])
     with pytest.raises(ValueError, match=r"`confidence` must be in \(0, 1\), got 1.5"):

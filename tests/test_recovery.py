@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
-from scipy import stats
 
 from bayesnas_book.cli import main
 from bayesnas_book.config import load_config
@@ -21,7 +19,6 @@ from bayesnas_book.recovery.experiment import (
 )
 from bayesnas_book.recovery.metrics import (
     genotype_pairs,
-    mean_interval,
     precision_recall,
 )
 from bayesnas_book.recovery.teacher import (
@@ -68,28 +65,6 @@ def test_precision_and_recall_by_hand() -> None:
         precision_recall(found, set())
     with pytest.raises(ValueError, match="found"):
         precision_recall(set(), planted)
-
-
-def test_mean_interval_is_the_student_t_interval() -> None:
-    row = mean_interval([1.0, 2.0, 3.0])
-    half = 4.302652729911275 / math.sqrt(3)  # t_{0.975, 2} * sd / sqrt(n), sd = 1
-    assert row["mean"] == 2.0 and row["sd"] == 1.0 and row["n"] == 3
-    assert row["low"] == pytest.approx(2.0 - half) and row["high"] == pytest.approx(2.0 + half)
-    assert mean_interval([0.5]) == {"mean": 0.5, "low": 0.5, "high": 0.5, "sd": 0.0, "n": 1}
-    for bad, message in (([], "empty"), ([1.0, math.nan], "finite")):
-        with pytest.raises(ValueError, match=message):
-            mean_interval(bad)
-    with pytest.raises(ValueError, match="confidence"):
-        mean_interval([1.0, 2.0], confidence=1.0)
-
-
-def test_mean_interval_covers_the_mean_95_percent_of_the_time() -> None:
-    generator = torch.Generator().manual_seed(0)
-    samples = torch.randn(4000, 5, generator=generator, dtype=torch.float64) * 2.0 + 1.0
-    covered = [(r := mean_interval(row.tolist()))["low"] <= 1.0 <= r["high"] for row in samples]
-    rate = sum(covered) / len(covered)
-    assert abs(rate - 0.95) < 4 * math.sqrt(0.95 * 0.05 / len(covered)), rate
-    assert stats.t.ppf(0.975, 4) == pytest.approx(2.7764451051977987)
 
 
 # -- planted cells and teacher -------------------------------------------------------------------

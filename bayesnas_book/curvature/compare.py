@@ -65,6 +65,7 @@ from bayesnas_book.curvature.bench import _timed
 from bayesnas_book.curvature.exact import batchnorm_stats_frozen
 from bayesnas_book.space.supernet import CELL_TYPES, Supernet
 from bayesnas_book.space.switch import Switch
+from bayesnas_book.tables import Table
 from bayesnas_book.validation import check_positive
 
 __all__ = [
@@ -232,15 +233,15 @@ class CurvatureComparison:
         """Every row as a dict (:meth:`MethodResult.record`)."""
         return [r.record() for r in self.rows]
 
-    def table(self, cost: bool = True, digits: int = 3) -> str:
-        """A fixed-width text table, one row per method.
+    def table(self, cost: bool = True, digits: int = 3) -> Table:
+        """One row per method: HTML on a page, aligned text as ``str(table)``.
 
         Args:
             cost: include the cost column (volatile: two significant digits).
             digits: decimals of the error and correlation columns.
 
         Returns:
-            The table as one string.
+            A :class:`~bayesnas_book.tables.Table` (first two columns left-aligned).
         """
         head = [
             "method",
@@ -255,7 +256,7 @@ class CurvatureComparison:
         ]
         if cost:
             head.append("cost (x fwd+bwd)")
-        lines = []
+        rows = []
         for r in self.rows:
             cells = [
                 r.label + (" (ref)" if r.is_reference else ""),
@@ -270,17 +271,8 @@ class CurvatureComparison:
             ]
             if cost:
                 cells.append(_coarse(r.cost_ratio))
-            lines.append(cells)
-        widths = [max(len(row[i]) for row in [head, *lines]) for i in range(len(head))]
-
-        def fmt(row: list[str]) -> str:
-            first = row[0].ljust(widths[0])
-            return "  ".join(
-                [first, *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))]
-            )
-
-        rule = "-" * len(fmt(head))
-        return "\n".join([fmt(head), rule, *(fmt(row) for row in lines)])
+            rows.append(cells)
+        return Table(head, rows, align="ll" + "r" * (len(head) - 2))
 
     def best_method(
         self, tolerance: float = 0.0, candidates: Sequence[str] | None = None

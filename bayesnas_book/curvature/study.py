@@ -41,6 +41,7 @@ from typing import Any
 from bayesnas_book.atomic import atomic_write_bytes, find_stale_temporaries
 from bayesnas_book.config import RunConfig, config_to_dict
 from bayesnas_book.curvature.compare import MethodSpec
+from bayesnas_book.intervals import t_interval
 
 __all__ = [
     "METRICS",
@@ -85,35 +86,20 @@ class CurvatureStudyError(RuntimeError):
 
 
 def mean_interval(values: Sequence[float], level: float = 0.95) -> dict[str, float]:
-    """Mean and two-sided Student-t interval of the mean of independent values.
+    """:func:`~bayesnas_book.intervals.t_interval` of the values that are numbers (NaN dropped).
 
-    ``mean +- t_{(1+level)/2, n-1} * std / sqrt(n)`` with the sample standard deviation ``std``.
-    With one value the interval is ``(nan, nan)``; NaN values are dropped first.
-
-    Args:
-        values: ``n`` numbers (e.g. one per seed).
-        level: the interval's coverage, in ``(0, 1)``.
-
-    Returns:
-        ``{"mean", "low", "high", "std", "n"}``.
+    A metric can be undefined for one seed (e.g. a correlation of a constant vector); the
+    interval is over the seeds where it is defined, and ``n`` says how many.
 
     Raises:
-        ValueError: for a ``level`` outside ``(0, 1)`` or no finite value.
+        ValueError: for a ``level`` outside ``(0, 1)`` or no value that is a number.
     """
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
         raise ValueError(f"`level` must be in (0, 1), got {level!r}")
     finite = [float(v) for v in values if not math.isnan(float(v))]
     if not finite:
         raise ValueError(f"`values` holds no number to average, got {list(values)!r}")
-    n = len(finite)
-    mean = statistics.fmean(finite)
-    if n == 1:
-        return {"mean": mean, "low": math.nan, "high": math.nan, "std": math.nan, "n": 1}
-    from scipy.stats import t  # scipy comes with scikit-learn
-
-    std = statistics.stdev(finite)
-    half = float(t.ppf((1 + level) / 2, n - 1)) * std / math.sqrt(n)
-    return {"mean": mean, "low": mean - half, "high": mean + half, "std": std, "n": n}
+    return t_interval(finite, level)
 
 
 def study_points(config: RunConfig, points: Sequence[int]) -> list[dict[str, Any]]:

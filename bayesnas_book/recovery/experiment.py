@@ -40,8 +40,9 @@ from bayesnas_book.atomic import atomic_write_bytes, find_stale_temporaries
 from bayesnas_book.checkpoint import prepare_run_folder
 from bayesnas_book.config import RunConfig, config_to_dict
 from bayesnas_book.device import resolve_device
+from bayesnas_book.intervals import t_interval
 from bayesnas_book.provenance import provenance_record, write_json
-from bayesnas_book.recovery.metrics import genotype_pairs, mean_interval, precision_recall
+from bayesnas_book.recovery.metrics import genotype_pairs, precision_recall
 from bayesnas_book.recovery.teacher import (
     build_teacher,
     label_balance,
@@ -186,7 +187,7 @@ def recovery_summary(
     done: Sequence[dict[str, Any]], confidence: float = 0.95
 ) -> list[dict[str, Any]]:
     """Per method and lambda (``None`` for DARTS, which has none): precision and recall over the
-    seeds as :func:`~bayesnas_book.recovery.metrics.mean_interval`, and the mean pair count.
+    seeds as :func:`~bayesnas_book.intervals.t_interval`, and the mean pair count.
 
     Raises:
         ValueError: if ``done`` holds no finished search.
@@ -208,8 +209,8 @@ def recovery_summary(
                 "lambda": lam,
                 "n": len(scores),
                 "pairs": sum(s["found"] for s in scores) / len(scores),
-                "precision": mean_interval([s["precision"] for s in scores], confidence),
-                "recall": mean_interval([s["recall"] for s in scores], confidence),
+                "precision": t_interval([s["precision"] for s in scores], confidence),
+                "recall": t_interval([s["recall"] for s in scores], confidence),
             }
         )
     return rows

@@ -6,21 +6,15 @@ planted set::
     precision = |P & T| / |P|,        recall = |P & T| / |T|
 
 (the support-recovery scores of chapter 02, one level up). Over ``n`` seeds a score is reported as
-its mean with a two-sided Student-t interval ``mean +- t_{n-1, (1+c)/2} * sd / sqrt(n)``.
+its mean with a two-sided Student-t interval (:func:`bayesnas_book.intervals.t_interval`).
 """
 
 from __future__ import annotations
 
-import math
-import statistics
-from collections.abc import Sequence
-
-from scipy import stats
-
 from bayesnas_book.space.genotype import Genotype
 from bayesnas_book.space.supernet import CELL_TYPES
 
-__all__ = ["Pair", "genotype_pairs", "mean_interval", "precision_recall"]
+__all__ = ["Pair", "genotype_pairs", "precision_recall"]
 
 #: One (edge, op) pair of a genotype: (cell type, source, target node, op).
 Pair = tuple[str, str, int, str]
@@ -49,28 +43,3 @@ def precision_recall(found: set[Pair], planted: set[Pair]) -> dict[str, float | 
     hits = len(found & planted)
     return {"precision": hits / len(found), "recall": hits / len(planted), "hits": hits,
             "found": len(found), "planted": len(planted)}
-
-
-def mean_interval(values: Sequence[float], confidence: float = 0.95) -> dict[str, float | int]:
-    """Mean and two-sided Student-t confidence interval of ``values``.
-
-    Returns:
-        ``mean``, ``low``, ``high``, ``sd`` and ``n``; with one value the interval is that value
-        (no spread can be estimated) and ``sd`` is 0.
-
-    Raises:
-        ValueError: for no values, a non-finite value or a confidence outside (0, 1).
-    """
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"`confidence` must be in (0, 1), got {confidence!r}")
-    values = [float(v) for v in values]
-    if not values:
-        raise ValueError("`values` is empty; give at least one value")
-    if not all(math.isfinite(v) for v in values):
-        raise ValueError(f"`values` must be finite, got {values}")
-    n, mean = len(values), statistics.fmean(values)
-    if n == 1:
-        return {"mean": mean, "low": mean, "high": mean, "sd": 0.0, "n": 1}
-    sd = statistics.stdev(values)
-    half = float(stats.t.ppf((1.0 + confidence) / 2.0, n - 1)) * sd / math.sqrt(n)
-    return {"mean": mean, "low": mean - half, "high": mean + half, "sd": sd, "n": n}
