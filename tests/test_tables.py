@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import html
+import json
+import re
+from pathlib import Path
+
 import pytest
 
 from bayesnas_book.tables import Table
+from tests.conftest import REPO_ROOT
 
 
 def test_markdown_has_a_header_rule_with_the_alignment_and_escapes_pipes() -> None:
@@ -46,3 +52,66 @@ def test_bad_tables_say_what_is_wrong(rows, align, message) -> None:
 def test_a_table_needs_a_column() -> None:
     with pytest.raises(ValueError, match="at least one column"):
         Table([], [])
+
+
+# The tables a reader compares across rows, by chapter: each header must head a Table output
+# (text/html) of the committed notebook, not a printed fixed-width block that a narrow page clips.
+COMPARED_TABLES = {
+    "06_bayesnas_algorithm": [
+        ["round", "normal pairs", "reduction pairs", "supernet val. acc."],
+        ["seed", "lambda", "cell", "pairs", "derived", "dangling", "dangling w/o node rule",
+         "nodes"],
+        ["cells", "rows", "pairs (normal)", "params (C=4, 3 cells)", "one-shot test top-1",
+         "sd"],
+        ["cells", "n", "test top-1", "95% interval", "params", "params / BayesNAS"],
+        ["BayesNAS minus", "mean", "95% interval", "BayesNAS better in"],
+        ["threshold", "normal pairs kept", "reduction pairs kept"],
+    ],
+    "10_compression": [
+        ["gate", "before", "threshold", "after prox"],
+        ["network", "gate", "kind", "units", "producer", "consumer", "incoming", "outgoing",
+         "group size"],
+        ["layer", "units", "recursion rel. error", "recursion corr", "MC GGN rel. error",
+         "MC GGN corr"],
+        ["method", "misclassified"],
+        ["round", "layer", "before", "pruned, gate at 0", "pruned by gamma", "after",
+         "mean kept |s|", "median kept omega"],
+        ["method", "units or compression", "test error %"],
+        ["method", "units", "params", "test error %"],
+        ["lambda", "gate0 kept", "gate1 kept", "gate2 kept", "units kept"],
+        ["||v||", "closed form", "grid"],
+    ],
+    "11_reproduction_report": [
+        ["record under data/results/", "kind", "dataset", "profile", "device", "wall time"],
+        ["seed", "lambda", "cell", "kept pairs", "live nodes", "dangling",
+         "dangling w/o node rule"],
+        ["model", "test error %", "params M", "search GPU days"],
+        ["lambda_o", "paper error %", "our error %"],
+        ["", "top-1 error %", "top-5 error %"],
+        ["step", "median s", "min..max s", "x fwd+bwd"],
+        ["step", "median s", "x fwd+bwd"],
+        ["method", "wrong images vs dense", "binomial se of one error rate (images)"],
+        ["lambda", "cell", "mean kept pairs", "searches dangling w/o node rule"],
+        ["BayesNAS minus", "sign test p", "95% bootstrap interval of the mean"],
+        ["BayesNAS minus", "paired se", "unpaired se", "correlation"],
+        ["question", "paper", "ours", "status"],
+    ],
+}
+
+
+def _table_headers(notebook: Path) -> list[list[str]]:
+    """The header row of every HTML table among the notebook's code-cell outputs."""
+    headers = []
+    for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
+        for output in cell.get("outputs", []):
+            page = "".join(output.get("data", {}).get("text/html", ""))
+            for head in re.findall(r"<thead><tr>(.*?)</tr></thead>", page):
+                headers.append([html.unescape(h) for h in re.findall(r">([^<]*)</th>", head)])
+    return headers
+
+
+@pytest.mark.parametrize("chapter", sorted(COMPARED_TABLES))
+def test_compared_tables_are_tables_in_the_notebooks(chapter: str) -> None:
+    found = _table_headers(REPO_ROOT / "chapters" / f"{chapter}.ipynb")
+    missing = [header for header in COMPARED_TABLES[chapter] if header not in found]
+    assert not missing, f"{chapter}: no Table output headed {missing}"
