@@ -350,3 +350,16 @@ def test_tree_search_runs_with_the_recursion() -> None:
     assert set(result.pruning) == {"cell_00", "cell_01", "cell_02"}
     H = torch.tensor(result.history[-1]["cell_00"]["curvature"])
     assert H.shape == (1, 15, 8) and torch.isfinite(H).all() and (H > 0).all()
+
+
+def test_a_fresh_process_building_a_tree_supernet_has_the_rules() -> None:
+    # what the CLI does: nothing imports tree_curvature by name, the tree supernet's module does
+    import subprocess
+    import sys
+
+    code = (
+        "import bayesnas_book.curvature.recursion as r\n"
+        "from bayesnas_book.space.tree_supernet import TreeSupernet\n"
+        "assert TreeSupernet in r._RULES, 'no recursion rule for TreeSupernet'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -2,9 +2,10 @@ r"""The fast curvature sweep on the tree (proxyless) space: Gauss-Newton rules f
 
 :mod:`bayesnas_book.curvature.recursion` propagates the diagonal ``H`` of the Gauss-Newton
 curvature of the loss in every activation from the logits back to the image, one layer at a time
-(``H_x[i] = sum_j J_ji^2 H_y[j]``), and collects every switch's curvature on the way. Importing
-this module registers (:func:`~bayesnas_book.curvature.recursion.register_gn_rule`) the rules of
-the tree space's composite modules, after which
+(``H_x[i] = sum_j J_ji^2 H_y[j]``), and collects every switch's curvature on the way. This
+module registers (:func:`~bayesnas_book.curvature.recursion.register_gn_rule`) the rules of the
+tree space's composite modules when imported (:mod:`~bayesnas_book.space.tree_supernet` imports
+it), after which
 ``switch_curvature(tree_supernet, batches, method="recursion")`` reaches every switch:
 
 =====================  ======================================================================
@@ -43,12 +44,9 @@ its curvatures are the same with and without ``checkpoint``. (A capture with gra
 forward would record each unit twice, which the tape refuses.)
 
 .. note::
-   The rules live here, registered on import, rather than as ``gn_backward`` methods of the tree
-   modules, because the tree modules' source is hashed into stored benchmark records
-   (:mod:`bayesnas_book.provenance`): editing them would make those records stale. Import this
-   module before taking a ``recursion`` curvature of a tree network (``import
-   bayesnas_book.space.tree_curvature``); without it the sweep stops at ``TreeSupernet`` with
-   "no Gauss-Newton rule".
+   The rules live in this module, registered on import, rather than as ``gn_backward`` methods
+   spread over the tree modules: one place holds the curvature of the tree space.
+   :mod:`bayesnas_book.space.tree_supernet` imports it, so every tree supernet has them.
 """
 
 from __future__ import annotations

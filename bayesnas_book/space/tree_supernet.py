@@ -269,3 +269,8 @@ def build_tree_supernet(config: Any, in_channels: int, num_classes: int) -> Tree
         num_classes=num_classes,
     )
     return TreeSupernet(spec, tree.shape, checkpoint=tree.checkpoint, root_bn=tree.root_bn)
+
+
+# The fast curvature's rules for this space live in their own module, which needs the classes
+# above; importing it here makes `method="recursion"` work wherever a tree supernet is built.
+from bayesnas_book.space import tree_curvature as _tree_curvature  # noqa: E402, F401
