@@ -169,12 +169,13 @@ MATH_WIDTH = 45
 
 
 def long_code_cell_lines(text: str, width: int = CODE_WIDTH) -> list[int]:
-    """Lines inside ```{code-cell} blocks longer than ``width`` characters (``#|`` options skipped)."""
+    """Lines of ```{code-cell} and shell (```bash, console, sh, shell) blocks longer than ``width``
+    characters (``#|`` cell options skipped: they do not render)."""
     found, fence = [], None
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if fence is None:
-            match = re.match(r"^(`{3,})\{code-cell\}", stripped)
+            match = re.match(r"^(`{3,})(\{code-cell\}|(bash|console|sh|shell)\s*$)", stripped)
             if match:
                 fence = match.group(1)
             continue
@@ -208,6 +209,7 @@ def test_the_width_checks_see_the_faults() -> None:
     assert long_code_cell_lines(f"```{{code-cell}} ipython3\n{long}\nok\n```\n{long}\n") == [2]
     assert long_code_cell_lines(f"```{{code-cell}} ipython3\n#| caption: {long}\n```\n") == []
     assert long_code_cell_lines(f"```python\n{long}\n```\n") == []
+    assert long_code_cell_lines(f"```bash\nok \\\n{long}\n```\n") == [3]
     # the equation the issue found clipped, as it was, and broken over two lines
     evidence = (r"\log p(\yv \mid \gv, \sigma^2) = \log \N(\yv \mid \mathbf{0}, \mathbf{C})"
                 "\n"
@@ -227,7 +229,8 @@ def test_the_width_checks_see_the_faults() -> None:
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_code_cell_lines_fit_the_page(path: Path) -> None:
     lines = long_code_cell_lines(path.read_text(encoding="utf-8"))
-    assert not lines, (f"code-cell lines over {CODE_WIDTH} characters scroll sideways on the page: "
+    assert not lines, (f"code lines over {CODE_WIDTH} characters scroll sideways on the page "
+                       "(break a shell command with ' \\'): "
                        + ", ".join(f"{path.relative_to(REPO_ROOT)}:{n}" for n in lines))
 
 

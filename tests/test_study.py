@@ -77,26 +77,24 @@ def test_study_refuses_what_it_cannot_do(tmp_path) -> None:
         study_summary([])
 
 
-def test_study_command_reports_rq1_and_rq2(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["study", "--seeds", "0", "--lambdas", "0.5", "--channels", "2", "--cells", "3", "--out", str(tmp_path / "c")]
-    assert main(args + [a for o in TINY for a in ("--set", o)]) == 0
-    out = capsys.readouterr().out
-    assert "RQ1: 0 of 2 derived cells have a dangling node" in out
-    assert re.search(r"RQ2 +bayesnas: stand-alone test top-1 [0-9.]+, 95% interval", out), out
-    assert main(args + [a for o in TINY for a in ("--set", o)]) == 2
-    assert "already holds a study" in capsys.readouterr().err
-
-
-def test_study_command_reports_each_setting_as_it_finishes(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A study runs for minutes per setting: stderr gets a line as each one finishes."""
+def test_study_command_reports_rq1_rq2_and_each_setting_as_it_finishes(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A study runs for minutes per setting: stderr gets a line as each one finishes; stdout
+    reports RQ1 and RQ2; a second run into the finished folder is refused."""
     sets = [a for o in TINY for a in ("--set", o)]
     args = ["study", "--lambdas", "0.5", "--channels", "2", "--cells", "3", *sets]
     assert main([*args, "--seeds", "0", "1", "--out", str(tmp_path / "p")]) == 0
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("study: setting")]
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.startswith("study: setting")]
     assert len(lines) == 2, lines
     assert lines[0].startswith("study: setting 1/2 (seed 0, lambda 0.5) done in ")
     assert lines[1].startswith("study: setting 2/2 (seed 1, lambda 0.5) done in ")
     assert "supernet validation accuracy" in lines[0] and "stand-alone test top-1: bayesnas" in lines[0]
+    assert "RQ1: 0 of 4 derived cells have a dangling node" in captured.out
+    assert re.search(r"RQ2 +bayesnas: stand-alone test top-1 [0-9.]+, 95% interval", captured.out)
+    assert main([*args, "--seeds", "0", "1", "--out", str(tmp_path / "p")]) == 2
+    assert "already holds a study" in capsys.readouterr().err
     assert main([*args, "--seeds", "0", "--out", str(tmp_path / "q"), "--no-progress"]) == 0
     assert "study: setting" not in capsys.readouterr().err
 

@@ -32,9 +32,16 @@ def tiny_tree(*extra: str):
     return load_config("quick", overrides=[*TINY_TREE, *extra])
 
 
-def test_tree_search_resumes_to_the_same_result(tmp_path) -> None:
+@pytest.fixture(scope="module")
+def whole_tree_search(tmp_path_factory):
+    """One uninterrupted tiny tree search, shared by the tests that need its result."""
+    out = tmp_path_factory.mktemp("tree") / "whole"
+    return run_search(tiny_tree(), out=out), out
+
+
+def test_tree_search_resumes_to_the_same_result(tmp_path, whole_tree_search) -> None:
     config = tiny_tree()
-    whole = run_search(config, out=tmp_path / "whole")
+    whole, out = whole_tree_search
     partial = run_search(config, out=tmp_path / "killed", stop_after=3)
     assert partial.genotype is None
     resumed = run_search(config, out=tmp_path / "killed", resume=True)
@@ -48,7 +55,6 @@ def test_tree_search_resumes_to_the_same_result(tmp_path) -> None:
     for kind in whole.pruning:
         assert resumed.history[-1][kind]["gamma"] == whole.history[-1][kind]["gamma"]
     assert [m["loss"] for m in resumed.metrics] == [m["loss"] for m in whole.metrics]
-    out = tmp_path / "whole"
     for name in (
         "genotype.json",
         "genotype_magnitude.json",
@@ -86,18 +92,20 @@ def test_paper_profile_holds_the_published_protocol() -> None:
 
 def test_cli_search_space_tree(tmp_path, capsys) -> None:
     args = ["search", "--space", "tree", "--out", str(tmp_path / "run"), "--no-progress"]
-    for override in TINY_TREE[1:]:
+    for override in [*TINY_TREE[1:], "search.rounds=1"]:  # the CLI path once; resume is above
         args += ["--set", override]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "tree genotype (treecell_a" in printed and "cell_02 cell" in printed
 
 
-def test_derived_tree_network_trains_with_the_shared_engine_and_resumes(tmp_path) -> None:
+def test_derived_tree_network_trains_with_the_shared_engine_and_resumes(
+    tmp_path, whole_tree_search
+) -> None:
     from bayesnas_book.train_tree import train_tree_genotype
 
     config = tiny_tree("tree.train.epochs=2", "tree.train.max_batches_per_epoch=2")
-    genotype = run_search(config).genotype
+    genotype = whole_tree_search[0].genotype
     whole = train_tree_genotype(genotype, config, out=tmp_path / "whole")
     train_tree_genotype(genotype, config, out=tmp_path / "killed", stop_after=1)
     resumed = train_tree_genotype(genotype, config, out=tmp_path / "killed", resume=True)
