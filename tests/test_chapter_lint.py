@@ -169,13 +169,13 @@ MATH_WIDTH = 45
 
 
 def long_code_cell_lines(text: str, width: int = CODE_WIDTH) -> list[int]:
-    """Lines of ```{code-cell} and shell (```bash, console, sh, shell) blocks longer than ``width``
-    characters (``#|`` cell options skipped: they do not render)."""
+    """Lines of ```{code-cell}, python and shell (```bash, console, sh, shell) blocks longer than
+    ``width`` characters (``#|`` cell options skipped: they do not render)."""
     found, fence = [], None
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if fence is None:
-            match = re.match(r"^(`{3,})(\{code-cell\}|(bash|console|sh|shell)\s*$)", stripped)
+            match = re.match(r"^(`{3,})(\{code-cell\}|(python|bash|console|sh|shell)\s*$)", stripped)
             if match:
                 fence = match.group(1)
             continue
@@ -208,7 +208,8 @@ def test_the_width_checks_see_the_faults() -> None:
     long = "x = " + "1 + " * 30 + "1"
     assert long_code_cell_lines(f"```{{code-cell}} ipython3\n{long}\nok\n```\n{long}\n") == [2]
     assert long_code_cell_lines(f"```{{code-cell}} ipython3\n#| caption: {long}\n```\n") == []
-    assert long_code_cell_lines(f"```python\n{long}\n```\n") == []
+    assert long_code_cell_lines(f"```python\n{long}\n```\n") == [2]
+    assert long_code_cell_lines(f"```text\n{long}\n```\n") == []
     assert long_code_cell_lines(f"```bash\nok \\\n{long}\n```\n") == [3]
     # the equation the issue found clipped, as it was, and broken over two lines
     evidence = (r"\log p(\yv \mid \gv, \sigma^2) = \log \N(\yv \mid \mathbf{0}, \mathbf{C})"
