@@ -57,6 +57,36 @@ def test_a_table_needs_a_column() -> None:
 # The tables a reader compares across rows, by chapter: each header must head a Table output
 # (text/html) of the committed notebook, not a printed fixed-width block that a narrow page clips.
 COMPARED_TABLES = {
+    "05_fast_hessian": [
+        ["convolution", "H_out", "H_in = conv^T(H_out, W^2)"],
+        ["term", "curvature of the switch"],
+        ["switch", "Hessian", "GGN"],
+        ["method", "BN", "rel. error", "norm ratio", "Pearson", "Spearman", "agreement",
+         "keep agr.", "pruned"],
+        ["method", "cost (x forward+backward)"],
+        ["method", "groups decided differently", "rel. error", "Spearman"],
+        ["method", "step 0", "step 4", "step 7"],
+        ["method", "agreement", "interval half-width", "cost"],
+    ],
+    "07_cifar10_search": [
+        ["key", "paper", "quick"],
+        ["edge", "parent", "sep3", "sep5", "dil3", "dil5", "max", "avg", "skip"],
+        ["phase", "round", "epoch", "images", "loss", "penalty", "train acc", "val acc"],
+        ["lambda_o", "params", "official", "paper (M)", "in range", "MACs (M)",
+         "official MACs (M)", "paper error %"],
+    ],
+    "08_training_found_cells": [
+        ["lambda_o", "paper error %", "paper params M", "our error %", "our params M"],
+    ],
+    "14_practitioners": [
+        ["key", "paper", "quick"],
+        ["", "paper (cpu)", "quick (cpu)"],
+        ["factor", "value", "batch", "C", "cells", "switches", "step ms", "img/s",
+         "recursion x", "mc_ggn x"],
+        ["record", "batch", "device", "switch step", "recursion", "ops fused", "ops plain"],
+        ["dtype", "eps", "largest", "rel. error of 1/3", "70000 becomes"],
+        ["record", "network", "variant", "images/s", "speed"],
+    ],
     "06_bayesnas_algorithm": [
         ["round", "normal pairs", "reduction pairs", "supernet val. acc."],
         ["seed", "lambda", "cell", "pairs", "derived", "dangling", "dangling w/o node rule",
